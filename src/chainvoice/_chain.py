@@ -1,13 +1,1065 @@
-"""Chain and AsyncChain (placeholder; being written)."""
+"""Chain and AsyncChain: audio in, spoken reply out, whole-turn or event by event.
+
+Both faces share one streaming core written with asyncio (:class:`_Core`):
+
+- ``AsyncChain`` runs it on the caller's event loop; sync stages run in worker threads.
+- ``Chain`` runs it on a private event loop in a background thread, so it works the
+  same in a script, in a thread, and inside a running event loop (a notebook); async
+  stages run on that private loop.
+
+Within a turn the reply is cut into speakable pieces as it streams; each piece goes to the
+synthesizer at once, pieces are synthesized concurrently (bounded) and their audio is
+emitted strictly in text order, each chunk as soon as it arrives.
+"""
 
 from __future__ import annotations
 
-__all__ = ["AsyncChain", "Chain"]
+import asyncio
+import concurrent.futures
+import contextlib
+import inspect
+import os
+import queue
+import threading
+import time
+import weakref
+from collections.abc import AsyncGenerator, Callable, Iterator
+from typing import Any, Protocol, TypeVar
+
+import attrs
+
+from chainvoice._audio import Audio
+from chainvoice._errors import ChainvoiceError, ConfigurationError, ProtocolError, StageError
+from chainvoice._events import (
+    AudioChunk,
+    Event,
+    ReplyDelta,
+    ReplyDone,
+    TranscriptDelta,
+    TranscriptDone,
+    TurnDone,
+)
+from chainvoice._splitter import SentenceSplitter
+from chainvoice._types import (
+    Conversation,
+    Reply,
+    StageTiming,
+    Timings,
+    Transcript,
+    Turn,
+    Usage,
+)
+
+__all__ = ["AsyncChain", "Chain", "Splitter"]
+
+T = TypeVar("T")
+
+_STOP: Any = object()
+_END: Any = object()
+
+#: How long closing a stream waits for the turn's tasks to wind down before giving up.
+_CLOSE_TIMEOUT = 10.0
 
 
-class Chain:
-    """Placeholder."""
+class Splitter(Protocol):
+    """What a chain needs from a text splitter (see :class:`SentenceSplitter`)."""
+
+    def push(self, delta: str) -> list[str]:
+        """Add a text delta; return the pieces that are now complete."""
+        ...
+
+    def flush(self) -> list[str]:
+        """Return the rest of the text as final pieces."""
+        ...
 
 
-class AsyncChain:
-    """Placeholder."""
+class ChainBusyError(ChainvoiceError, RuntimeError):
+    """A turn was started while another turn of the same chain was still running."""
+
+
+# --------------------------------------------------------------------------------------
+# Driving stages from the event loop
+
+
+class _SyncStepper:
+    """Steps a sync iterator in worker threads and closes it safely when asked.
+
+    A generator cannot be closed while a ``next()`` is running in another thread, so a
+    close requested mid-step is carried out by that step's thread as soon as it returns:
+    a sync stage stops at its next yield.
+    """
+
+    def __init__(self, it: Iterator[Any]) -> None:
+        self._it = it
+        self._lock = threading.Lock()
+        self._running = False
+        self._close_requested = False
+        self._closed = False
+
+    def step(self) -> Any:
+        with self._lock:
+            stop = self._close_requested
+            if not stop:
+                self._running = True
+        if stop:
+            return _STOP
+        try:
+            return next(self._it, _STOP)
+        finally:
+            with self._lock:
+                self._running = False
+                close_now = self._close_requested
+            if close_now:
+                self.close_now()
+
+    def request_close(self) -> bool:
+        """Ask for a close; True when the caller must close now (no step is running)."""
+        with self._lock:
+            self._close_requested = True
+            return not self._running
+
+    def close_now(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        close = getattr(self._it, "close", None)
+        if close is not None:
+            close()
+
+
+class _Runtime:
+    """Runs blocking stage code in a chain-owned pool of worker threads."""
+
+    def __init__(self, max_workers: int) -> None:
+        self._max_workers = max_workers
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    def pool(self) -> concurrent.futures.ThreadPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                self._pool = concurrent.futures.ThreadPoolExecutor(
+                    max_workers=self._max_workers, thread_name_prefix="chainvoice-stage"
+                )
+            return self._pool
+
+    def shutdown(self) -> None:
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    async def call(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.wrap_future(self.pool().submit(fn, *args))
+
+    async def iterate(self, obj: Any, what: str) -> AsyncGenerator[Any, None]:
+        """Iterate over a stage's output, whatever its kind, from the event loop.
+
+        Accepts an async iterable, an awaitable (its result is iterated), a ``str`` (one
+        item), a list or tuple (iterated in place), or any other iterable (stepped in
+        worker threads, one ``next()`` at a time).
+        """
+        while inspect.isawaitable(obj):
+            obj = await obj
+        if isinstance(obj, str):
+            yield obj
+            return
+        if hasattr(obj, "__aiter__"):
+            agen = obj.__aiter__()
+            try:
+                async for item in agen:
+                    yield item
+            finally:
+                aclose = getattr(agen, "aclose", None)
+                if aclose is not None:
+                    await aclose()
+            return
+        if isinstance(obj, (list, tuple)):
+            for item in obj:
+                yield item
+            return
+        try:
+            it = iter(obj)
+        except TypeError:
+            raise ProtocolError(
+                f"{what} returned {type(obj).__name__}, which is neither iterable nor "
+                "async iterable; return (or yield) the items instead"
+            ) from None
+        stepper = _SyncStepper(it)
+        inflight: concurrent.futures.Future[Any] | None = None
+        try:
+            while True:
+                inflight = self.pool().submit(stepper.step)
+                item = await asyncio.wrap_future(inflight)
+                inflight = None
+                if item is _STOP:
+                    return
+                yield item
+        finally:
+            if stepper.request_close():
+                await self.call(stepper.close_now)
+            elif inflight is not None:
+                # A step is running in a worker thread and closes the iterator when it
+                # returns: the stage stops at its next yield. Wait for that, so that a
+                # closed stream really has stopped its stages.
+                with contextlib.suppress(Exception):
+                    await asyncio.wrap_future(inflight)
+
+    async def invoke(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Call a stage method: coroutine functions on the loop, the rest in a thread."""
+        if inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn):
+            return fn(*args)
+        return await self.call(fn, *args)
+
+
+def _stage_label(stage: object) -> str:
+    name = getattr(stage, "__qualname__", None) or type(stage).__qualname__
+    return str(name)
+
+
+def _speakable(text: str) -> bool:
+    return any(ch.isalnum() for ch in text)
+
+
+def _check_usage(item: Usage, stage: str) -> Usage:
+    return item if item.stage is not None else attrs.evolve(item, stage=stage)
+
+
+def _join_audio(chunks: list[Audio]) -> Audio | None:
+    if not chunks:
+        return None
+    first = chunks[0]
+    same = [
+        c
+        if (c.rate, c.channels) == (first.rate, first.channels)
+        else _conform(c, first.rate, first.channels)
+        for c in chunks
+    ]
+    return Audio.concat(same)
+
+
+def _conform(chunk: Audio, rate: int, channels: int) -> Audio:
+    out = chunk
+    if out.channels != channels:
+        out = out.to_mono()
+        if channels != 1:
+            import numpy as np
+
+            out = Audio(np.repeat(out.samples, channels, axis=1), out.rate)
+    if out.rate != rate:
+        out = out.resample(rate)
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# One turn's record, from which the Turn (whole or partial) is built
+
+
+@attrs.define
+class _TurnRecord:
+    clock: Callable[[], float]
+    t0: float
+    input_audio: Audio | None = None
+    user_text: str = ""
+    transcript: Transcript | None = None
+    reply_parts: list[str] = attrs.Factory(list)
+    audio_chunks: list[Audio] = attrs.Factory(list)
+    usage_items: list[Usage] = attrs.Factory(list)
+    transcribe: StageTiming | None = None
+    respond: StageTiming | None = None
+    synthesize: StageTiming | None = None
+    first_audio: float | None = None
+
+    def now(self) -> float:
+        return self.clock() - self.t0
+
+    @property
+    def reply_text(self) -> str:
+        return "".join(self.reply_parts)
+
+    def build(self, *, interrupted: bool) -> Turn:
+        return Turn(
+            user_text=self.user_text,
+            transcript=self.transcript,
+            reply=Reply(self.reply_text, _join_audio(self.audio_chunks)),
+            timings=Timings(
+                transcribe=self.transcribe,
+                respond=self.respond,
+                synthesize=self.synthesize,
+                first_audio=self.first_audio,
+                total=self.now(),
+            ),
+            usage=Usage.total(self.usage_items),
+            usage_items=tuple(self.usage_items),
+            input_audio=self.input_audio,
+            interrupted=interrupted,
+        )
+
+
+def _started(rec: _TurnRecord) -> StageTiming:
+    return StageTiming(start=rec.now())
+
+
+def _first(timing: StageTiming | None, rec: _TurnRecord) -> StageTiming | None:
+    if timing is None or timing.first_output is not None:
+        return timing
+    return attrs.evolve(timing, first_output=rec.now())
+
+
+def _ended(timing: StageTiming | None, rec: _TurnRecord) -> StageTiming | None:
+    return None if timing is None else attrs.evolve(timing, end=rec.now())
+
+
+@attrs.define
+class _Piece:
+    index: int
+    text: str
+    chunks: asyncio.Queue[Any] = attrs.Factory(asyncio.Queue)
+    task: asyncio.Task[None] | None = None
+
+
+@attrs.define
+class _ReplyState:
+    pieces: list[_Piece] = attrs.Factory(list)
+    changed: asyncio.Event = attrs.Factory(asyncio.Event)
+    text_done: bool = False
+    synth_failed: BaseException | None = None
+
+
+@attrs.frozen
+class _TaskDone:
+    stage: str
+    task: asyncio.Task[None]
+
+
+# --------------------------------------------------------------------------------------
+# The core shared by Chain and AsyncChain
+
+
+class _Core:
+    def __init__(
+        self,
+        transcriber: Any,
+        responder: Any,
+        synthesizer: Any,
+        *,
+        instructions: str | None,
+        conversation: Conversation | None,
+        splitter: Callable[[], Splitter] | None,
+        max_concurrent_synthesis: int,
+        skip_empty_transcripts: bool,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        if responder is None:
+            raise ConfigurationError("a chain needs a responder (a stage or a plain function)")
+        if not (hasattr(responder, "respond") or callable(responder)):
+            raise ConfigurationError(
+                f"the responder must have a respond(conversation) method or be callable; "
+                f"got {type(responder).__name__}"
+            )
+        if transcriber is not None and not hasattr(transcriber, "transcribe"):
+            raise ConfigurationError(
+                f"the transcriber must have a transcribe(audio) method; "
+                f"got {type(transcriber).__name__}"
+            )
+        if synthesizer is not None and not hasattr(synthesizer, "synthesize"):
+            raise ConfigurationError(
+                f"the synthesizer must have a synthesize(text) method; "
+                f"got {type(synthesizer).__name__}"
+            )
+        if max_concurrent_synthesis < 1:
+            raise ConfigurationError("max_concurrent_synthesis must be at least 1")
+        if conversation is not None and instructions is not None:
+            conversation = attrs.evolve(conversation, instructions=instructions)
+        self.transcriber = transcriber
+        self.responder = responder
+        self.synthesizer = synthesizer
+        self.conversation = conversation or Conversation(instructions=instructions)
+        self.new_splitter: Callable[[], Splitter] = splitter or SentenceSplitter
+        self.max_concurrent_synthesis = max_concurrent_synthesis
+        self.skip_empty_transcripts = skip_empty_transcripts
+        self.clock = clock
+        self.runtime = _Runtime(max_workers=max_concurrent_synthesis + 3)
+        self.usage_items: list[Usage] = []
+        self.turns = 0
+        self._busy = False
+
+    # -- the turn --------------------------------------------------------------------
+
+    def check_input(self, audio: Any, text: str | None) -> Audio | None:
+        if (audio is None) == (text is None):
+            raise ConfigurationError(
+                "give a turn either audio (run(audio)) or text (run(text=...)), not both or neither"
+            )
+        if text is not None:
+            if not isinstance(text, str):
+                raise ConfigurationError(f"text must be a str, not {type(text).__name__}")
+            return None
+        if self.transcriber is None:
+            raise ConfigurationError(
+                "this chain has no transcriber, so it cannot take audio; pass text=... "
+                "or build the chain with a transcriber"
+            )
+        return _coerce_audio(audio)
+
+    async def events(self, audio: Audio | None, text: str | None) -> AsyncGenerator[Event, None]:
+        if self._busy:
+            raise ChainBusyError(
+                "this chain is already running a turn; wait for it to finish (or close its "
+                "stream), or use a separate Chain for concurrent conversations"
+            )
+        self._busy = True
+        rec = _TurnRecord(clock=self.clock, t0=self.clock(), input_audio=audio)
+        committed_user = False
+        finished = False
+        try:
+            if audio is not None:
+                async with contextlib.aclosing(self._transcribe(audio, rec)) as stream:
+                    async for ev in stream:
+                        yield ev
+                assert rec.transcript is not None
+                yield TranscriptDone(rec.transcript)
+                rec.user_text = rec.transcript.text
+                if self.skip_empty_transcripts and not rec.user_text.strip():
+                    finished = True
+                    turn = self._finish(rec, interrupted=False)
+                    yield TurnDone(turn)
+                    return
+            else:
+                assert text is not None
+                rec.user_text = text
+            self.conversation = self.conversation.add("user", rec.user_text)
+            committed_user = True
+            async with contextlib.aclosing(self._reply(self.conversation, rec)) as stream:
+                async for ev in stream:
+                    yield ev
+            self.conversation = self.conversation.add("assistant", rec.reply_text)
+            finished = True
+            turn = self._finish(rec, interrupted=False)
+            yield TurnDone(turn)
+        finally:
+            if not finished:
+                # Cancelled, closed early or failed: keep only what was actually produced.
+                if committed_user and rec.reply_parts:
+                    self.conversation = self.conversation.add(
+                        "assistant", rec.reply_text, interrupted=True
+                    )
+                self._finish(rec, interrupted=True)
+            self._busy = False
+
+    def _finish(self, rec: _TurnRecord, *, interrupted: bool) -> Turn:
+        self.turns += 1
+        self.usage_items.extend(rec.usage_items)
+        return rec.build(interrupted=interrupted)
+
+    def _fail(self, stage: str, exc: BaseException, rec: _TurnRecord) -> StageError:
+        if isinstance(exc, StageError):
+            return exc
+        return StageError(stage, exc, rec.build(interrupted=True))
+
+    async def _transcribe(self, audio: Audio, rec: _TurnRecord) -> AsyncGenerator[Event, None]:
+        stage = self.transcriber
+        rec.transcribe = _started(rec)
+        final: Transcript | None = None
+        try:
+            streamer = getattr(stage, "transcribe_stream", None)
+            if streamer is not None:
+                output = await self.runtime.invoke(streamer, audio)
+                async for item in self.runtime.iterate(output, "transcribe_stream()"):
+                    if final is not None:
+                        raise ProtocolError(
+                            "transcribe_stream() yielded more after its final Transcript; "
+                            "the Transcript must come last"
+                        )
+                    if isinstance(item, str):
+                        if item:
+                            rec.transcribe = _first(rec.transcribe, rec)
+                            yield TranscriptDelta(item)
+                    elif isinstance(item, Usage):
+                        rec.usage_items.append(_check_usage(item, "transcribe"))
+                    elif isinstance(item, Transcript):
+                        final = item
+                    else:
+                        raise ProtocolError(
+                            f"transcribe_stream() yielded {type(item).__name__}; it may yield "
+                            "str deltas, Usage items and one final Transcript"
+                        )
+                if final is None:
+                    raise ProtocolError(
+                        "transcribe_stream() ended without a final Transcript; yield one last"
+                    )
+            else:
+                result = await self.runtime.invoke(stage.transcribe, audio)
+                if inspect.isawaitable(result):
+                    result = await result
+                if not isinstance(result, Transcript):
+                    raise ProtocolError(
+                        f"transcribe() returned {type(result).__name__}; return a "
+                        "chainvoice.Transcript (e.g. Transcript(text))"
+                    )
+                final = result
+        except (Exception, asyncio.CancelledError) as exc:
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            raise self._fail("transcribe", exc, rec) from exc
+        rec.transcribe = _ended(_first(rec.transcribe, rec), rec)
+        rec.transcript = final
+        if final.usage is not None:
+            rec.usage_items.append(_check_usage(final.usage, "transcribe"))
+
+    async def _respond_items(self, conversation: Conversation) -> AsyncGenerator[Any, None]:
+        responder = self.responder
+        fn = responder.respond if hasattr(responder, "respond") else responder
+        output = await self.runtime.invoke(fn, conversation)
+        async for item in self.runtime.iterate(output, "the responder"):
+            yield item
+
+    async def _synth_items(self, text: str) -> AsyncGenerator[Any, None]:
+        output = await self.runtime.invoke(self.synthesizer.synthesize, text)
+        async for item in self.runtime.iterate(output, "synthesize()"):
+            yield item
+
+    async def _reply(
+        self, conversation: Conversation, rec: _TurnRecord
+    ) -> AsyncGenerator[Event, None]:
+        events: asyncio.Queue[Any] = asyncio.Queue()
+        state = _ReplyState()
+        speaking = self.synthesizer is not None
+        limit = asyncio.Semaphore(self.max_concurrent_synthesis)
+
+        async def run_piece(piece: _Piece) -> None:
+            try:
+                async with limit:
+                    if rec.synthesize is None:
+                        rec.synthesize = _started(rec)
+                    async for item in self._synth_items(piece.text):
+                        if isinstance(item, Usage):
+                            rec.usage_items.append(_check_usage(item, "synthesize"))
+                        elif isinstance(item, Audio):
+                            if item.frames:
+                                piece.chunks.put_nowait(item)
+                        else:
+                            raise ProtocolError(
+                                f"synthesize() yielded {type(item).__name__}; it may yield "
+                                "chainvoice.Audio chunks and Usage items"
+                            )
+            finally:
+                piece.chunks.put_nowait(_END)
+
+        def add_piece(text: str) -> None:
+            spoken = text.strip()
+            if not _speakable(spoken) or state.synth_failed is not None:
+                return
+            piece = _Piece(index=len(state.pieces), text=spoken)
+            piece.task = asyncio.ensure_future(run_piece(piece))
+            state.pieces.append(piece)
+            state.changed.set()
+
+        async def run_responder() -> None:
+            splitter = self.new_splitter() if speaking else None
+            rec.respond = _started(rec)
+            try:
+                async for item in self._respond_items(conversation):
+                    if isinstance(item, Usage):
+                        rec.usage_items.append(_check_usage(item, "respond"))
+                        continue
+                    if not isinstance(item, str):
+                        raise ProtocolError(
+                            f"the responder yielded {type(item).__name__}; it may yield str "
+                            "text deltas and Usage items (or return one str)"
+                        )
+                    if not item:
+                        continue
+                    rec.respond = _first(rec.respond, rec)
+                    rec.reply_parts.append(item)
+                    events.put_nowait(ReplyDelta(item))
+                    if splitter is not None:
+                        for piece in splitter.push(item):
+                            add_piece(piece)
+                rec.respond = _ended(rec.respond, rec)
+                if splitter is not None:
+                    for piece in splitter.flush():
+                        add_piece(piece)
+                events.put_nowait(ReplyDone(rec.reply_text))
+            finally:
+                state.text_done = True
+                state.changed.set()
+
+        async def run_emitter() -> None:
+            index = 0
+            while True:
+                while index >= len(state.pieces):
+                    if state.text_done:
+                        return
+                    state.changed.clear()
+                    await state.changed.wait()
+                piece = state.pieces[index]
+                while (item := await piece.chunks.get()) is not _END:
+                    if rec.first_audio is None:
+                        rec.first_audio = rec.now()
+                        if rec.synthesize is not None:
+                            rec.synthesize = attrs.evolve(
+                                rec.synthesize, first_output=rec.first_audio
+                            )
+                    rec.audio_chunks.append(item)
+                    events.put_nowait(AudioChunk(item, piece.text, piece.index))
+                assert piece.task is not None
+                await piece.task  # raises the piece's failure, if any
+                if rec.synthesize is not None:
+                    rec.synthesize = attrs.evolve(rec.synthesize, end=rec.now())
+                index += 1
+
+        def on_done(stage: str) -> Callable[[asyncio.Task[None]], None]:
+            return lambda task: events.put_nowait(_TaskDone(stage, task))
+
+        responder_task = asyncio.ensure_future(run_responder())
+        responder_task.add_done_callback(on_done("respond"))
+        tasks: list[asyncio.Task[None]] = [responder_task]
+        if speaking:
+            emitter_task = asyncio.ensure_future(run_emitter())
+            emitter_task.add_done_callback(on_done("synthesize"))
+            tasks.append(emitter_task)
+        pending = len(tasks)
+        try:
+            while pending:
+                ev = await events.get()
+                if not isinstance(ev, _TaskDone):
+                    yield ev
+                    continue
+                pending -= 1
+                if ev.task.cancelled():
+                    raise asyncio.CancelledError
+                exc = ev.task.exception()
+                if exc is None:
+                    continue
+                if ev.stage == "respond":
+                    raise self._fail("respond", exc, rec) from exc
+                # Synthesis failed: stop speaking, but let the reply text finish so that
+                # the text survives on the error's partial turn.
+                state.synth_failed = exc
+                for piece in state.pieces:
+                    if piece.task is not None:
+                        piece.task.cancel()
+            if state.synth_failed is not None:
+                exc = state.synth_failed
+                raise self._fail("synthesize", exc, rec) from exc
+        finally:
+            everything = tasks + [p.task for p in state.pieces if p.task is not None]
+            for task in everything:
+                task.cancel()
+            await asyncio.gather(*everything, return_exceptions=True)
+
+
+def _coerce_audio(audio: Any) -> Audio:
+    if isinstance(audio, Audio):
+        return audio
+    if isinstance(audio, (str, os.PathLike)):
+        return Audio.from_file(audio)
+    if isinstance(audio, (bytes, bytearray, memoryview)):
+        return Audio.from_bytes(bytes(audio))
+    raise ConfigurationError(
+        f"audio must be a chainvoice.Audio, a file path or encoded bytes, not "
+        f"{type(audio).__name__}; for raw PCM use Audio.from_pcm16(data, rate=...)"
+    )
+
+
+# --------------------------------------------------------------------------------------
+# The two faces
+
+
+class _ChainBase:
+    _core: _Core
+
+    @property
+    def transcriber(self) -> Any:
+        """The transcription stage (``None`` for a text-only chain)."""
+        return self._core.transcriber
+
+    @property
+    def responder(self) -> Any:
+        """The reply stage."""
+        return self._core.responder
+
+    @property
+    def synthesizer(self) -> Any:
+        """The speech stage (``None`` when replies end at text)."""
+        return self._core.synthesizer
+
+    @property
+    def conversation(self) -> Conversation:
+        """The conversation so far: the system instructions and every message."""
+        return self._core.conversation
+
+    @conversation.setter
+    def conversation(self, value: Conversation) -> None:
+        if not isinstance(value, Conversation):
+            raise ConfigurationError(
+                f"conversation must be a chainvoice.Conversation, not {type(value).__name__}"
+            )
+        self._core.conversation = value
+
+    @property
+    def instructions(self) -> str | None:
+        """The system instructions the responder is given."""
+        return self._core.conversation.instructions
+
+    @property
+    def usage(self) -> Usage:
+        """Usage and cost summed over every turn so far (failed and interrupted ones too)."""
+        return Usage.total(self._core.usage_items)
+
+    def reset(self, conversation: Conversation | None = None) -> None:
+        """Forget the messages (keeping the instructions), or start from ``conversation``."""
+        self.conversation = conversation or self._core.conversation.reset()
+
+    def __repr__(self) -> str:
+        core = self._core
+        return (
+            f"{type(self).__name__}(transcriber={_stage_label(core.transcriber)}, "
+            f"responder={_stage_label(core.responder)}, "
+            f"synthesizer={_stage_label(core.synthesizer)}, turns={core.turns})"
+        )
+
+
+class Chain(_ChainBase):
+    """Pipes audio through a transcriber, a responder and a synthesizer (blocking API).
+
+    Stages may be sync or async. The chain keeps the conversation across turns.
+    Async stages run on a private event loop in a background thread, so ``Chain`` works
+    inside a running event loop too (e.g. a notebook). Use ``with Chain(...) as chain``
+    or call :meth:`close` to stop that thread early; it also stops when the chain is
+    garbage-collected.
+
+    Args:
+        transcriber: Turns audio into a Transcript (sync or async); ``None`` for a chain
+            that only takes text.
+        responder: Turns the conversation into reply text: a Responder (sync or async) or
+            a plain function of the conversation returning a ``str`` or text deltas.
+        synthesizer: Turns reply text into audio (sync or async); ``None`` to end turns at
+            text.
+        instructions: The system prompt the responder is given.
+        conversation: A conversation to continue (its instructions are replaced by
+            ``instructions`` when both are given).
+        splitter: A factory for the object that cuts the streamed reply into speakable
+            pieces (default :class:`SentenceSplitter`; e.g.
+            ``lambda: SentenceSplitter(first_min_chars=10)`` for an earlier first cut).
+        max_concurrent_synthesis: How many pieces may be synthesized at once.
+        skip_empty_transcripts: When the transcript is empty (silence), end the turn
+            without asking the responder.
+
+    Example:
+        >>> import chainvoice as cv
+        >>> chain = cv.Chain(None, lambda c: "Hi! You said " + c.last_user_text)
+        >>> chain.run(text="hello").reply.text
+        'Hi! You said hello'
+    """
+
+    def __init__(
+        self,
+        transcriber: Any,
+        responder: Any,
+        synthesizer: Any = None,
+        *,
+        instructions: str | None = None,
+        conversation: Conversation | None = None,
+        splitter: Callable[[], Splitter] | None = None,
+        max_concurrent_synthesis: int = 3,
+        skip_empty_transcripts: bool = True,
+    ) -> None:
+        self._core = _Core(
+            transcriber,
+            responder,
+            synthesizer,
+            instructions=instructions,
+            conversation=conversation,
+            splitter=splitter,
+            max_concurrent_synthesis=max_concurrent_synthesis,
+            skip_empty_transcripts=skip_empty_transcripts,
+        )
+        self._loop_lock = threading.Lock()
+        self._loop: _LoopThread | None = None
+        self._finalizer = weakref.finalize(self, _shutdown, self._core.runtime, [None])
+
+    @classmethod
+    def openai(cls, *, instructions: str | None = None, **options: Any) -> Chain:
+        """A chain of OpenAI's transcription, reply and speech models sharing one client.
+
+        Args:
+            instructions: What the assistant is told (the system prompt).
+            **options: Chain options (``conversation``, ``splitter``,
+                ``max_concurrent_synthesis``, ``skip_empty_transcripts``) and stage
+                options for :func:`chainvoice.openai.stages` (``voice``,
+                ``voice_instructions``, ``transcription_model``, ``reply_model``,
+                ``speech_model``, ``api_key``, ``base_url``, ``client``, ...).
+        """
+        chain_options, stage_options = _split_options(options)
+        from chainvoice.openai import stages
+
+        t, r, s = stages(asynchronous=False, **stage_options)
+        return cls(t, r, s, instructions=instructions, **chain_options)
+
+    @classmethod
+    def local(cls, *, instructions: str | None = None, **options: Any) -> Chain:
+        """A chain of the embedded offline models: no key, no network (``chainvoice[local]``).
+
+        Args:
+            instructions: What the assistant is told (the system prompt).
+            **options: Chain options, and stage options for
+                :func:`chainvoice.local.stages`.
+        """
+        chain_options, stage_options = _split_options(options)
+        from chainvoice.local import stages
+
+        t, r, s = stages(**stage_options)
+        return cls(t, r, s, instructions=instructions, **chain_options)
+
+    def _runner(self) -> _LoopThread:
+        with self._loop_lock:
+            if self._loop is None or not self._loop.alive:
+                self._loop = _LoopThread()
+                self._finalizer.detach()
+                self._finalizer = weakref.finalize(
+                    self, _shutdown, self._core.runtime, [self._loop]
+                )
+            return self._loop
+
+    def run(self, audio: Any = None, *, text: str | None = None) -> Turn:
+        """Run one whole turn and return it.
+
+        Args:
+            audio: The user's speech: an :class:`Audio`, a file path or encoded bytes.
+            text: The user's words as text, instead of audio (skips transcription).
+
+        Returns:
+            The turn: transcript, reply text and audio, timings and usage.
+
+        Raises:
+            StageError: A stage failed; ``.partial`` holds what the turn produced.
+            ConfigurationError: Neither or both of ``audio`` and ``text`` were given.
+        """
+        turn: Turn | None = None
+        for event in self.stream(audio, text=text):
+            if isinstance(event, TurnDone):
+                turn = event.turn
+        assert turn is not None
+        return turn
+
+    def stream(self, audio: Any = None, *, text: str | None = None) -> Iterator[Event]:
+        """Run one turn, yielding events as they happen.
+
+        Events come in this order: ``TranscriptDelta`` events (from a streaming
+        transcriber), ``TranscriptDone``, then ``ReplyDelta`` and ``AudioChunk`` events
+        interleaved as they are produced, ``ReplyDone``, and ``TurnDone`` last. Closing
+        the iterator early (``break``, ``close()``) stops every stage promptly; the
+        conversation then records only what was produced.
+
+        Raises:
+            StageError: A stage failed (raised after every event produced before it).
+        """
+        checked = self._core.check_input(audio, text)
+        return self._events(checked, text)
+
+    def _events(self, audio: Audio | None, text: str | None) -> Iterator[Event]:
+        runner = self._runner()
+        out: queue.SimpleQueue[tuple[int, Any]] = queue.SimpleQueue()
+        done = threading.Event()
+        core = self._core
+
+        async def pump() -> None:
+            try:
+                async for event in core.events(audio, text):
+                    out.put((0, event))
+            except BaseException as exc:
+                out.put((2, exc))
+                if not isinstance(exc, Exception):
+                    raise
+            else:
+                out.put((1, None))
+            finally:
+                done.set()
+
+        future = runner.submit(pump())
+        try:
+            while True:
+                kind, value = out.get()
+                if kind == 0:
+                    yield value
+                elif kind == 1:
+                    return
+                else:
+                    if isinstance(value, asyncio.CancelledError):
+                        return
+                    raise value
+        finally:
+            if not done.is_set():
+                future.cancel()
+                done.wait(_CLOSE_TIMEOUT)
+
+    def close(self) -> None:
+        """Stop the chain's private event loop and worker threads (idempotent)."""
+        self._finalizer()
+
+    def __enter__(self) -> Chain:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class AsyncChain(_ChainBase):
+    """Pipes audio through a transcriber, a responder and a synthesizer (asyncio API).
+
+    The same surface as :class:`Chain`, with ``await chain.run(...)`` and
+    ``async for event in chain.stream(...)``. Sync stages run in worker threads.
+
+    Args:
+        transcriber: As for :class:`Chain`.
+        responder: As for :class:`Chain`.
+        synthesizer: As for :class:`Chain`.
+        instructions: As for :class:`Chain`.
+        conversation: As for :class:`Chain`.
+        splitter: As for :class:`Chain`.
+        max_concurrent_synthesis: As for :class:`Chain`.
+        skip_empty_transcripts: As for :class:`Chain`.
+
+    Example:
+        >>> import asyncio, chainvoice as cv
+        >>> chain = cv.AsyncChain(None, lambda c: "Hi")
+        >>> asyncio.run(chain.run(text="hello")).reply.text
+        'Hi'
+    """
+
+    def __init__(
+        self,
+        transcriber: Any,
+        responder: Any,
+        synthesizer: Any = None,
+        *,
+        instructions: str | None = None,
+        conversation: Conversation | None = None,
+        splitter: Callable[[], Splitter] | None = None,
+        max_concurrent_synthesis: int = 3,
+        skip_empty_transcripts: bool = True,
+    ) -> None:
+        self._core = _Core(
+            transcriber,
+            responder,
+            synthesizer,
+            instructions=instructions,
+            conversation=conversation,
+            splitter=splitter,
+            max_concurrent_synthesis=max_concurrent_synthesis,
+            skip_empty_transcripts=skip_empty_transcripts,
+        )
+        self._finalizer = weakref.finalize(self, _shutdown, self._core.runtime, [None])
+
+    @classmethod
+    def openai(cls, *, instructions: str | None = None, **options: Any) -> AsyncChain:
+        """The async twin of :meth:`Chain.openai` (async OpenAI client and stages)."""
+        chain_options, stage_options = _split_options(options)
+        from chainvoice.openai import stages
+
+        t, r, s = stages(asynchronous=True, **stage_options)
+        return cls(t, r, s, instructions=instructions, **chain_options)
+
+    @classmethod
+    def local(cls, *, instructions: str | None = None, **options: Any) -> AsyncChain:
+        """The async twin of :meth:`Chain.local` (the local stages run in worker threads)."""
+        chain_options, stage_options = _split_options(options)
+        from chainvoice.local import stages
+
+        t, r, s = stages(**stage_options)
+        return cls(t, r, s, instructions=instructions, **chain_options)
+
+    async def run(self, audio: Any = None, *, text: str | None = None) -> Turn:
+        """Run one whole turn and return it (see :meth:`Chain.run`)."""
+        turn: Turn | None = None
+        async with contextlib.aclosing(self.stream(audio, text=text)) as events:
+            async for event in events:
+                if isinstance(event, TurnDone):
+                    turn = event.turn
+        assert turn is not None
+        return turn
+
+    def stream(self, audio: Any = None, *, text: str | None = None) -> AsyncGenerator[Event, None]:
+        """Run one turn, yielding events as they happen (see :meth:`Chain.stream`).
+
+        To stop early, close the iterator (``await events.aclose()``, or iterate inside
+        ``contextlib.aclosing(chain.stream(...))``) or cancel the task: every stage stops
+        promptly and the conversation records only what was produced.
+        """
+        checked = self._core.check_input(audio, text)
+        return self._core.events(checked, text)
+
+    async def aclose(self) -> None:
+        """Release the chain's worker threads (idempotent)."""
+        self._finalizer()
+
+    async def __aenter__(self) -> AsyncChain:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+
+_CHAIN_OPTIONS = frozenset(
+    {"conversation", "splitter", "max_concurrent_synthesis", "skip_empty_transcripts"}
+)
+
+
+def _split_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    chain = {k: v for k, v in options.items() if k in _CHAIN_OPTIONS}
+    stage = {k: v for k, v in options.items() if k not in _CHAIN_OPTIONS}
+    return chain, stage
+
+
+class _LoopThread:
+    """A private event loop running in a daemon thread."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        ready = threading.Event()
+        self.thread = threading.Thread(
+            target=self._main, args=(ready,), name="chainvoice-loop", daemon=True
+        )
+        self.thread.start()
+        ready.wait()
+
+    @property
+    def alive(self) -> bool:
+        return self.thread.is_alive() and not self.loop.is_closed()
+
+    def _main(self, ready: threading.Event) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.call_soon(ready.set)
+        try:
+            self.loop.run_forever()
+        finally:
+            try:
+                pending = asyncio.all_tasks(self.loop)
+                for task in pending:
+                    task.cancel()
+                if pending:
+                    self.loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+                self.loop.run_until_complete(self.loop.shutdown_asyncgens())
+            finally:
+                self.loop.close()
+
+    def submit(self, coro: Any) -> concurrent.futures.Future[Any]:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+    def stop(self) -> None:
+        if self.loop.is_closed():
+            return
+        with contextlib.suppress(RuntimeError):
+            self.loop.call_soon_threadsafe(self.loop.stop)
+        if threading.current_thread() is not self.thread:
+            self.thread.join(_CLOSE_TIMEOUT)
+
+
+def _shutdown(runtime: _Runtime, loops: list[_LoopThread | None]) -> None:
+    for loop in loops:
+        if loop is not None:
+            loop.stop()
+    runtime.shutdown()

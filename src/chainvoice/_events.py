@@ -97,5 +97,7 @@ class TurnDone:
     turn: Turn
 
 
-Event: TypeAlias = "TranscriptDelta | TranscriptDone | ReplyDelta | ReplyDone | AudioChunk | TurnDone"
+Event: TypeAlias = (
+    "TranscriptDelta | TranscriptDone | ReplyDelta | ReplyDone | AudioChunk | TurnDone"
+)
 """Any event ``Chain.stream()`` yields."""

@@ -222,6 +222,10 @@ class Message:
     interrupted: bool = attrs.field(default=False, kw_only=True)
 
 
+def _messages(value: Iterable[Message]) -> tuple[Message, ...]:
+    return tuple(value)
+
+
 @attrs.frozen
 class Conversation:
     """The system instructions and the messages exchanged so far; immutable.
@@ -238,7 +242,7 @@ class Conversation:
         {'role': 'system', 'content': 'Be brief.'}
     """
 
-    messages: tuple[Message, ...] = attrs.field(default=(), converter=tuple)
+    messages: tuple[Message, ...] = attrs.field(default=(), converter=_messages)
     instructions: str | None = attrs.field(default=None, kw_only=True)
 
     def add(self, role: Role, content: str, *, interrupted: bool = False) -> Conversation:
@@ -261,9 +265,9 @@ class Conversation:
 
     def as_dicts(self) -> list[dict[str, str]]:
         """The conversation as ``{"role", "content"}`` dicts, the system message first."""
-        out = [] if self.instructions is None else [
-            {"role": "system", "content": self.instructions}
-        ]
+        out = (
+            [] if self.instructions is None else [{"role": "system", "content": self.instructions}]
+        )
         out.extend({"role": m.role, "content": m.content} for m in self.messages)
         return out
 
@@ -375,4 +379,3 @@ class Turn:
             key = item.stage or "other"
             out[key] = out[key] + item if key in out else item
         return out
-
