@@ -240,16 +240,8 @@ def _join_audio(chunks: list[Audio]) -> Audio | None:
 
 
 def _conform(chunk: Audio, rate: int, channels: int) -> Audio:
-    out = chunk
-    if out.channels != channels:
-        out = out.to_mono()
-        if channels != 1:
-            import numpy as np
-
-            out = Audio(np.repeat(out.samples, channels, axis=1), out.rate)
-    if out.rate != rate:
-        out = out.resample(rate)
-    return out
+    out = chunk.to_channels(channels) if chunk.channels != channels else chunk
+    return out.resample(rate) if out.rate != rate else out
 
 
 # --------------------------------------------------------------------------------------
@@ -278,6 +270,24 @@ class _TurnRecord:
     def reply_text(self) -> str:
         return "".join(self.reply_parts)
 
+    def total_usage(self) -> Usage:
+        """The usage summed; a stage that ran but reported nothing makes the cost unknown."""
+        total = Usage.total(self.usage_items)
+        reported = {item.stage for item in self.usage_items}
+        ran = {
+            "transcribe": self.transcribe,
+            "respond": self.respond,
+            "synthesize": self.synthesize,
+        }
+        silent = tuple(
+            f"the {stage} stage (it reported no usage)"
+            for stage, timing in ran.items()
+            if timing is not None and stage not in reported
+        )
+        if silent:
+            total = attrs.evolve(total, cost_usd=None, unpriced=total.unpriced + silent)
+        return total
+
     def build(self, *, interrupted: bool) -> Turn:
         return Turn(
             user_text=self.user_text,
@@ -290,7 +300,7 @@ class _TurnRecord:
                 first_audio=self.first_audio,
                 total=self.now(),
             ),
-            usage=Usage.total(self.usage_items),
+            usage=self.total_usage(),
             usage_items=tuple(self.usage_items),
             input_audio=self.input_audio,
             interrupted=interrupted,
@@ -381,7 +391,7 @@ class _Core:
         self.skip_empty_transcripts = skip_empty_transcripts
         self.clock = clock
         self.runtime = _Runtime(max_workers=max_concurrent_synthesis + 3)
-        self.usage_items: list[Usage] = []
+        self.turn_usage: list[Usage] = []
         self.turns = 0
         self._busy = False
 
@@ -449,9 +459,10 @@ class _Core:
             self._busy = False
 
     def _finish(self, rec: _TurnRecord, *, interrupted: bool) -> Turn:
+        turn = rec.build(interrupted=interrupted)
         self.turns += 1
-        self.usage_items.extend(rec.usage_items)
-        return rec.build(interrupted=interrupted)
+        self.turn_usage.append(turn.usage)
+        return turn
 
     def _fail(self, stage: str, exc: BaseException, rec: _TurnRecord) -> StageError:
         if isinstance(exc, StageError):
@@ -707,7 +718,7 @@ class _ChainBase:
     @property
     def usage(self) -> Usage:
         """Usage and cost summed over every turn so far (failed and interrupted ones too)."""
-        return Usage.total(self._core.usage_items)
+        return Usage.total(self._core.turn_usage)
 
     def reset(self, conversation: Conversation | None = None) -> None:
         """Forget the messages (keeping the instructions), or start from ``conversation``."""

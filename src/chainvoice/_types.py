@@ -54,7 +54,8 @@ class Usage:
         characters: Characters of text consumed (speech) or produced.
         requests: Requests sent to a service.
         cost_usd: Cost in US dollars; ``None`` when it is not known (see ``unpriced``).
-        unpriced: Models whose price is unknown, so the cost could not be computed.
+        unpriced: What has no known price (models, or stages that reported no usage), so
+            the cost could not be computed.
 
     Example:
         >>> a = Usage(stage="respond", model="m", input_tokens=10, cost_usd=0.01)
@@ -199,6 +200,11 @@ class Transcript:
         """The distinct speakers in order of first appearance (empty without diarization)."""
         seen = dict.fromkeys(s.speaker for s in self.segments if s.speaker is not None)
         return tuple(seen)
+
+    def _repr_html_(self) -> str:
+        from chainvoice._display import transcript_html
+
+        return transcript_html(self)
 
 
 def _check_role(_inst: object, _attr: object, value: str) -> None:
@@ -379,3 +385,8 @@ class Turn:
             key = item.stage or "other"
             out[key] = out[key] + item if key in out else item
         return out
+
+    def _repr_html_(self) -> str:
+        from chainvoice._display import turn_html
+
+        return turn_html(self)
