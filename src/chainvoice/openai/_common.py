@@ -1,0 +1,235 @@
+"""What the OpenAI stages share: client and settings, usage items, and the retry rule for streams.
+
+Each stage is a sync class and an async twin over one *core* that builds requests and
+reads responses without doing any I/O; the twins only move bytes and events between the
+``openai`` client and the core, so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from chainvoice._errors import (
+    APIConnectionError,
+    APITimeoutError,
+    ChainvoiceError,
+    ConfigurationError,
+    StreamInterruptedError,
+)
+from chainvoice._types import Usage
+from chainvoice.openai._client import (
+    ClientSettings,
+    base_url_of,
+    is_official,
+    make_async_client,
+    make_sync_client,
+    secrets_of,
+)
+from chainvoice.openai._errors import ErrorContext, translate
+from chainvoice.openai._models import Kind, Price, price_for, warn_if_retiring
+
+if TYPE_CHECKING:
+    from openai import AsyncOpenAI, OpenAI
+
+__all__ = ["Attempts", "StageSetup", "make_usage"]
+
+log = logging.getLogger("chainvoice.openai")
+
+
+@attrs.frozen(kw_only=True)
+class TokenCounts:
+    """Token counts as a response reported them."""
+
+    input_text: int = 0
+    cached_input: int = 0
+    input_audio: int = 0
+    output_text: int = 0
+    output_audio: int = 0
+
+    @property
+    def input(self) -> int:
+        """All input tokens."""
+        return self.input_text + self.input_audio
+
+    @property
+    def output(self) -> int:
+        """All output tokens."""
+        return self.output_text + self.output_audio
+
+
+def make_usage(
+    *,
+    stage: str,
+    model: str,
+    price: Price | None,
+    tokens: TokenCounts | None = None,
+    audio_seconds: float = 0.0,
+    characters: int = 0,
+    minutes_billed: bool = False,
+) -> Usage:
+    """A usage item with its cost, or with ``cost_usd=None`` and the model in ``unpriced``.
+
+    The cost comes from tokens when the response reported them and the price has a rate
+    for each kind of token used; otherwise from characters (``per_mchar``); otherwise from
+    minutes of audio (``per_minute``) when ``minutes_billed``.
+    """
+    cost: float | None = None
+    if price is not None:
+        if tokens is not None and (tokens.input or tokens.output):
+            cost = price.tokens_cost(
+                input_text=tokens.input_text,
+                cached_input=tokens.cached_input,
+                output_text=tokens.output_text,
+                input_audio=tokens.input_audio,
+                output_audio=tokens.output_audio,
+            )
+        if cost is None and price.per_mchar is not None and characters:
+            cost = price.per_mchar * characters / 1_000_000
+        if cost is None and minutes_billed and price.per_minute is not None and audio_seconds:
+            cost = price.per_minute * audio_seconds / 60.0
+    t = tokens or TokenCounts()
+    return Usage(
+        stage=stage,
+        model=model,
+        input_tokens=t.input,
+        output_tokens=t.output,
+        input_text_tokens=t.input_text,
+        input_audio_tokens=t.input_audio,
+        output_text_tokens=t.output_text,
+        output_audio_tokens=t.output_audio,
+        audio_seconds=audio_seconds,
+        characters=characters,
+        requests=1,
+        cost_usd=cost,
+        unpriced=() if cost is not None else (model,),
+    )
+
+
+def int_or_zero(value: object) -> int:
+    """An integer count from a response field that may be missing or ``None``."""
+    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0
+
+
+def field(obj: object, name: str, default: Any = None) -> Any:
+    """``obj.name`` or ``obj[name]``, tolerating servers that leave fields out."""
+    if isinstance(obj, Mapping):
+        return obj.get(name, default)
+    return getattr(obj, name, default)
+
+
+_CLIENT_DOC = """
+        client: A ready ``{cls}`` client to use (shared by the stages of a chain).
+        api_key: API key; default ``OPENAI_API_KEY``. Never shown in a repr or message.
+        base_url: Server URL, for OpenAI-compatible servers; default ``OPENAI_BASE_URL``
+            or OpenAI's.
+        organization: OpenAI organization; default ``OPENAI_ORG_ID``.
+        project: OpenAI project; default ``OPENAI_PROJECT_ID``.
+        timeout: Seconds before a request times out (the client's default otherwise).
+        max_retries: Retries for failed requests (the client's default otherwise).
+        prices: Prices by model name that win over :data:`chainvoice.openai.PRICES`.
+"""
+
+
+class StageSetup:
+    """The parts every OpenAI stage has: its client, the model, where errors point, prices."""
+
+    def __init__(
+        self,
+        *,
+        stage: str,
+        cls_name: str,
+        kind: Kind,
+        model: str | None,
+        default_model: str,
+        client: OpenAI | AsyncOpenAI | None,
+        asynchronous: bool,
+        settings: ClientSettings,
+        prices: Mapping[str, Price] | None,
+    ) -> None:
+        if model is not None and (not isinstance(model, str) or not model.strip()):
+            raise ConfigurationError(f"{cls_name}: model must be a non-empty string, not {model!r}")
+        self.stage = stage
+        self.kind = kind
+        self.model = model if model is not None else default_model
+        if model is not None:
+            warn_if_retiring(model, stacklevel=5)
+        self.client: Any = (
+            make_async_client(client, settings, cls_name)  # type: ignore[arg-type]
+            if asynchronous
+            else make_sync_client(client, settings, cls_name)  # type: ignore[arg-type]
+        )
+        self.base_url = base_url_of(self.client)
+        self.official = is_official(self.client)
+        self.prices = dict(prices) if prices is not None else None
+        self.context = ErrorContext(
+            stage=stage, model=self.model, base_url=self.base_url, secrets=secrets_of(self.client)
+        )
+        retries = getattr(self.client, "max_retries", 2)
+        self.max_retries = retries if isinstance(retries, int) else 2
+
+    @property
+    def price(self) -> Price | None:
+        """The price of this stage's model, or ``None`` when unknown."""
+        return price_for(self.model, overrides=self.prices, official=self.official)
+
+    def error(self, exc: BaseException, *, delivered: bool = False) -> ChainvoiceError:
+        """``exc`` as a chainvoice error naming this stage."""
+        return translate(exc, self.context, delivered=delivered)
+
+
+class Attempts:
+    """The retry rule for a streamed request.
+
+    A request whose stream fails before it delivered any output (text or audio) to the
+    user is sent again, up to the client's ``max_retries``, with a short backoff; the
+    ``openai`` client itself already retried the opening of the request (429, 5xx,
+    connection errors, honouring ``Retry-After``). Once output was delivered, a failure is
+    raised as :class:`~chainvoice.StreamInterruptedError` and never retried, so nothing the
+    user already heard is repeated.
+    """
+
+    def __init__(self, setup: StageSetup) -> None:
+        self.setup = setup
+        self.retries_left = setup.max_retries
+        self.attempt = 0
+        self.delivered = False
+
+    def opening_failed(self, exc: BaseException) -> ChainvoiceError:
+        """The error to raise when the request could not be opened (already retried)."""
+        return self.setup.error(exc)
+
+    def stream_failed(self, exc: BaseException) -> float:
+        """Seconds to wait before sending again, or raise the error for ``exc``.
+
+        Raises:
+            ChainvoiceError: The failure is not retryable, output was delivered, or the
+                retries are spent.
+        """
+        error = self.setup.error(exc, delivered=self.delivered)
+        retryable = isinstance(error, (APIConnectionError, APITimeoutError)) or (
+            isinstance(error, StreamInterruptedError) and not self.delivered
+        )
+        if not retryable or self.delivered or self.retries_left <= 0:
+            raise error from exc
+        self.retries_left -= 1
+        self.attempt += 1
+        delay = min(0.25 * 2.0 ** (self.attempt - 1), 4.0)
+        log.info(
+            "%s stream failed before any output (%s); sending again in %.2f s",
+            self.setup.stage,
+            type(error).__name__,
+            delay,
+        )
+        return delay
+
+
+def stage_repr(name: str, setup: StageSetup, **extra: object) -> str:
+    """``Name(model=..., base_url=..., ...)`` without any secret."""
+    parts = [f"model={setup.model!r}"]
+    parts += [f"{k}={v!r}" for k, v in extra.items() if v is not None]
+    parts.append(f"base_url={setup.base_url!r}")
+    return f"{name}({', '.join(parts)})"
