@@ -80,7 +80,8 @@ def _to_samples(value: Any) -> Samples:
     if arr.dtype == np.float32 and arr.flags.c_contiguous and _owned_read_only(arr):
         out = arr
     else:
-        out = np.array(arr, dtype=np.float32, order="C", copy=True)
+        with np.errstate(over="ignore", invalid="ignore"):  # too-large values become inf
+            out = np.array(arr, dtype=np.float32, order="C", copy=True)
     if not np.isfinite(out).all():
         raise InvalidSamplesError(
             "samples contain NaN or infinite values; clean them (e.g. np.nan_to_num) first"
@@ -104,13 +105,13 @@ def _rate_arg(rate: Any) -> int:
     return int(rate)
 
 
-def _seconds(value: Any, name: str) -> float:
+def _seconds(value: Any, name: str, unit: str = "seconds") -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a number of seconds, not {type(value).__name__}")
-    seconds = float(value)
-    if not math.isfinite(seconds):
-        raise AudioError(f"{name} must be a finite number of seconds, not {seconds}")
-    return seconds
+        raise TypeError(f"{name} must be a number of {unit}, not {type(value).__name__}")
+    number = float(value)
+    if not math.isfinite(number):
+        raise AudioError(f"{name} must be a finite number of {unit}, not {number}")
+    return number
 
 
 def _format_time(seconds: float) -> str:
@@ -663,8 +664,9 @@ class Audio:
         Raises:
             InvalidSamplesError: The gain overflows float32.
         """
-        factor = 10.0 ** (_seconds(db, "db") / 20.0)
-        out = self.samples * np.float32(factor)
+        factor = 10.0 ** (_seconds(db, "db", "decibels") / 20.0)
+        with np.errstate(over="ignore", invalid="ignore"):
+            out = self.samples * np.float32(factor)
         if not np.isfinite(out).all():
             raise InvalidSamplesError(
                 f"a gain of {db} dB overflows the samples; use a smaller gain"
@@ -673,7 +675,7 @@ class Audio:
 
     def normalize(self, peak_dbfs: float = -1.0) -> Audio:
         """Scaled so that the peak sits at ``peak_dbfs`` (digital silence is returned as is)."""
-        target = _seconds(peak_dbfs, "peak_dbfs")
+        target = _seconds(peak_dbfs, "peak_dbfs", "decibels")
         peak = self.peak
         if peak < 1e-10:
             return self
@@ -685,7 +687,7 @@ class Audio:
     def _quiet_windows(
         self, threshold_db: float, window: float
     ) -> tuple[npt.NDArray[np.bool_], int]:
-        threshold = _seconds(threshold_db, "threshold_db")
+        threshold = _seconds(threshold_db, "threshold_db", "decibels")
         seconds = _seconds(window, "window")
         if seconds <= 0:
             raise AudioError(f"window must be a positive number of seconds, not {seconds}")

@@ -144,7 +144,6 @@ _DEMUXERS: Final[dict[str, str]] = {
     "asf": "asf",
     "au": "au",
 }
-_NEEDS_SEEKABLE_INPUT: Final = frozenset({"mov"})  # the index of an MP4 may sit at the end
 
 
 def canonical_format(name: str) -> str:
@@ -439,7 +438,7 @@ def read_wav(raw: bytes) -> tuple[Samples, int]:
         ffmpeg = find_ffmpeg(
             f"this WAV file uses codec 0x{need.tag:04x} (not PCM or float), which needs ffmpeg"
         )
-        return _ffmpeg_decode(ffmpeg, raw, None, "wav")
+        return _ffmpeg_decode(ffmpeg, raw, None, "wav", f"WAV (codec 0x{need.tag:04x}) data")
 
 
 def _read_wav(raw: bytes) -> tuple[Samples, int]:
@@ -689,22 +688,25 @@ class _FFmpegFailed(Exception):
 
 
 def _ffmpeg_decode(
-    ffmpeg: str, data: bytes | None, path: str | None, demuxer: str | None
+    ffmpeg: str, data: bytes | None, path: str | None, demuxer: str | None, label: str = ""
 ) -> tuple[Samples, int]:
+    """Decode the first audio stream of ``path`` (or of ``data``) to float32 with ffmpeg."""
     fmt_args = ["-f", demuxer] if demuxer else []
     out_args = ["-map", "0:a:0", "-vn", "-sn", "-dn", "-f", "wav", "-c:a", "pcm_f32le", "pipe:1"]
-    label = f"{demuxer} data" if demuxer else "the audio"
+    label = label or (f"{demuxer} data" if demuxer else "the audio")
     try:
         if path is not None:
-            wav = _run_ffmpeg(ffmpeg, [*fmt_args, "-i", path, *out_args], None)
-        elif demuxer in _NEEDS_SEEKABLE_INPUT:
+            # "file:" keeps ffmpeg from reading a name with a colon as a protocol.
+            src = "file:" + os.path.abspath(path)
+            wav = _run_ffmpeg(ffmpeg, [*fmt_args, "-i", src, *out_args], None)
+        else:
+            # Bytes go through a temporary file rather than a pipe: ffmpeg needs to seek to
+            # read an MP4 index at the end, or an MP3's LAME tag (to drop the encoder delay).
             with tempfile.TemporaryDirectory(prefix="chainvoice-") as tmp:
                 src = os.path.join(tmp, "input")
                 with open(src, "wb") as f:
                     f.write(data or b"")
-                wav = _run_ffmpeg(ffmpeg, [*fmt_args, "-i", src, *out_args], None)
-        else:
-            wav = _run_ffmpeg(ffmpeg, [*fmt_args, "-i", "pipe:0", *out_args], data)
+                wav = _run_ffmpeg(ffmpeg, [*fmt_args, "-i", "file:" + src, *out_args], None)
     except _FFmpegFailed as failed:
         text = failed.stderr.decode("utf-8", "replace")
         if "matches no streams" in text or "does not contain any stream" in text:
@@ -760,13 +762,13 @@ def decode(data: bytes, *, hint: str | None = None, path: str | None = None) -> 
                 raise AudioFormatError(f"{hint!r} is not an audio format name")
             # Anything else is taken as an ffmpeg demuxer name.
             ffmpeg = find_ffmpeg(f"reading {kind} audio needs ffmpeg")
-            return _ffmpeg_decode(ffmpeg, data, path, kind)
+            return _ffmpeg_decode(ffmpeg, data, path, kind, f"{kind} data")
     if kind is None:
         raise unknown_format_error(data, where)
     if kind == "wav":
         return read_wav(data)
     ffmpeg = find_ffmpeg(f"reading {kind.upper()} audio needs ffmpeg")
-    return _ffmpeg_decode(ffmpeg, data, path, _DEMUXERS.get(kind))
+    return _ffmpeg_decode(ffmpeg, data, path, _DEMUXERS.get(kind), f"{kind.upper()} data")
 
 
 def _bitrate_arg(bitrate: str | int) -> str:
@@ -819,7 +821,8 @@ def encode(samples: Samples, rate: int, fmt: str, *, bitrate: str | int | None =
             target = os.path.join(tmp, f"out.{name}")
             # A seekable output lets the muxer finish its header: the MP4 index, FLAC's total
             # length, MP3's LAME tag (so decoders drop the encoder delay), AIFF's sizes.
-            _run_ffmpeg(ffmpeg, [*in_args, *codec_args, "-f", encoder.muxer, "-y", target], wav)
+            out_args = [*codec_args, "-f", encoder.muxer, "-y", "file:" + target]
+            _run_ffmpeg(ffmpeg, [*in_args, *out_args], wav)
             return Path(target).read_bytes()
     except _FFmpegFailed as failed:
         raise AudioFormatError(
