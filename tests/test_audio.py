@@ -484,10 +484,12 @@ def test_silences_finds_the_gaps() -> None:
 
 
 def test_silence_needs_every_channel_quiet() -> None:
-    left = tone(300, 1.0, 8000).samples[:, 0]
+    # About -38 dBFS on the left only: averaging the channels would make it -41 dBFS.
+    left = tone(300, 1.0, 8000, amp=0.018).samples[:, 0]
     stereo = cv.Audio(np.stack([left, np.zeros_like(left)], axis=1), 8000)
-    assert stereo.silences() == []
-    assert not stereo.is_silent()
+    assert stereo.silences(threshold_db=-40) == []
+    assert not stereo.is_silent(threshold_db=-40)
+    assert stereo.is_silent(threshold_db=-37)
 
 
 def test_silences_edge_cases() -> None:

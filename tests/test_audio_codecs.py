@@ -143,9 +143,16 @@ def test_streamed_wav_without_a_length_reads_to_the_end(declared: int) -> None:
     # A WAV written to a pipe cannot know its length; a trailing partial frame is dropped.
     data = np.arange(100, dtype="<i2").tobytes() + b"\x01"
     wav = riff(fmt(1, 2, 24000, 16), b"data" + struct.pack("<I", declared) + data)
+    wav = wav[:4] + struct.pack("<I", declared) + wav[8:]
     a = cv.Audio.from_bytes(wav)
     assert (a.frames, a.channels) == (50, 2)
     assert a.to_pcm16() == data[:-1]
+
+
+def test_empty_data_chunk_followed_by_metadata_is_empty() -> None:
+    wav = riff(fmt(1, 1, 8000, 16), chunk(b"data", b""), chunk(b"LIST", bytes(40)))
+    with pytest.raises(cv.EmptyAudioError, match="no audio frames"):
+        cv.Audio.from_bytes(wav)
 
 
 def test_wav_claiming_more_data_than_present_is_truncated() -> None:

@@ -105,6 +105,17 @@ def _rate_arg(rate: Any) -> int:
     return int(rate)
 
 
+def _check_channels(channels: Any) -> None:
+    if (
+        isinstance(channels, bool)
+        or not isinstance(channels, int)
+        or not 1 <= channels <= _MAX_CHANNELS
+    ):
+        raise InvalidSamplesError(
+            f"channels must be a whole number from 1 to {_MAX_CHANNELS}, not {channels!r}"
+        )
+
+
 def _seconds(value: Any, name: str, unit: str = "seconds") -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise TypeError(f"{name} must be a number of {unit}, not {type(value).__name__}")
@@ -320,14 +331,7 @@ class Audio:
         if length < 0:
             raise AudioError(f"silence cannot last {length} s; give a length >= 0")
         rate = _rate_arg(rate)
-        if (
-            isinstance(channels, bool)
-            or not isinstance(channels, int)
-            or not 1 <= channels <= _MAX_CHANNELS
-        ):
-            raise InvalidSamplesError(
-                f"channels must be a whole number from 1 to {_MAX_CHANNELS}, not {channels!r}"
-            )
+        _check_channels(channels)
         return cls._make(np.zeros((round(length * rate), channels), dtype=np.float32), rate)
 
     @classmethod
@@ -351,14 +355,7 @@ class Audio:
             SampleRateError: A rate that is not a positive integer.
         """
         rate = _rate_arg(rate)
-        if (
-            isinstance(channels, bool)
-            or not isinstance(channels, int)
-            or not 1 <= channels <= _MAX_CHANNELS
-        ):
-            raise InvalidSamplesError(
-                f"channels must be a whole number from 1 to {_MAX_CHANNELS}, not {channels!r}"
-            )
+        _check_channels(channels)
         if not data:
             raise EmptyAudioError("no PCM data: the byte string is empty")
         raw = bytes(data)
@@ -588,14 +585,7 @@ class Audio:
             InvalidSamplesError: Another conversion (e.g. 6 channels to 2), which needs a
                 layout-aware downmix this class does not guess.
         """
-        if (
-            isinstance(channels, bool)
-            or not isinstance(channels, int)
-            or not 1 <= channels <= _MAX_CHANNELS
-        ):
-            raise InvalidSamplesError(
-                f"channels must be a whole number from 1 to {_MAX_CHANNELS}, not {channels!r}"
-            )
+        _check_channels(channels)
         if channels == self.channels:
             return self
         if channels == 1:

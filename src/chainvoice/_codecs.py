@@ -41,6 +41,8 @@ __all__ = [
     "ENCODE_FORMATS",
     "SAVE_SUFFIXES",
     "WAV_SAMPLE_FORMATS",
+    "canonical_format",
+    "clear_ffmpeg_cache",
     "decode",
     "decode_pcm16",
     "encode",
@@ -49,7 +51,9 @@ __all__ = [
     "format_from_suffix",
     "load_pydub",
     "read_wav",
+    "segment_to_samples",
     "sniff",
+    "unknown_format_error",
     "write_wav",
 ]
 
@@ -446,6 +450,10 @@ def _read_wav(raw: bytes) -> tuple[Samples, int]:
     if total < 12:
         raise _corrupt(f"only {total} bytes, too short for a WAV header")
     riff_id = raw[:4]
+    riff_size = struct.unpack_from("<I", raw, 4)[0]
+    # A streamed WAV (written to a pipe by ffmpeg or a TTS service) cannot know its length
+    # up front and says 0 or 0xFFFFFFFF: its data then runs to the end of the file.
+    streamed = riff_id == b"RIFF" and riff_size in (0, _UNKNOWN_SIZE)
     pos = 12
     fmt: _WavFormat | None = None
     data_offset = -1
@@ -466,9 +474,7 @@ def _read_wav(raw: bytes) -> tuple[Samples, int]:
             available = total - body_start
             if size == _UNKNOWN_SIZE and rf64_data_size is not None:
                 size = rf64_data_size
-            if size == _UNKNOWN_SIZE or (size == 0 and available > 0 and fmt is not None):
-                # A streamed WAV (e.g. ffmpeg or a TTS service writing to a pipe) cannot
-                # know its length up front: the data runs to the end of the file.
+            if size == _UNKNOWN_SIZE or (size == 0 and streamed):
                 size = available
             elif size > available:
                 raise _corrupt(
@@ -500,8 +506,10 @@ _MAX_RIFF_BYTES: Final = 0xFFFFFFFF - 64
 
 def encode_pcm16(samples: Samples) -> bytes:
     """Interleaved little-endian 16-bit PCM, clipped to the int16 range."""
-    scaled = np.rint(samples * np.float32(32768.0))
-    data: bytes = np.clip(scaled, -32768, 32767).astype("<i2").tobytes()
+    scaled = samples * np.float32(32768.0)
+    np.rint(scaled, out=scaled)
+    np.clip(scaled, -32768.0, 32767.0, out=scaled)
+    data: bytes = scaled.astype("<i2").tobytes()
     return data
 
 
