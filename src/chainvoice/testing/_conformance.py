@@ -27,6 +27,7 @@ import contextlib
 import difflib
 import functools
 import inspect
+import itertools
 import math
 import re
 import threading
@@ -215,6 +216,9 @@ def _consume_sync(result: Any, out: _Outcome, stop_after: int | None) -> None:
             close()
         except Exception as exc:
             out.close_error = exc
+            with contextlib.suppress(Exception):  # finish a generator that ignored the close
+                for _ in itertools.islice(it, _MAX_ITEMS):
+                    pass
 
 
 async def _consume_async(result: Any, out: _Outcome, stop_after: int | None) -> None:
@@ -243,6 +247,9 @@ async def _consume_async(result: Any, out: _Outcome, stop_after: int | None) -> 
             await aclose()
         except Exception as exc:
             out.close_error = exc
+            with contextlib.suppress(Exception):  # finish a generator that ignored the close
+                for _ in range(_MAX_ITEMS):
+                    await ait.__anext__()
 
 
 async def _finish_async(

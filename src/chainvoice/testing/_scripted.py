@@ -76,6 +76,10 @@ class UnexpectedCallError(ScriptError):
         self.call_index = call_index
         self.scripted = scripted
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        kwargs = {"stage": self.stage, "call_index": self.call_index, "scripted": self.scripted}
+        return (_rebuild, (type(self), str(self), kwargs))
+
 
 class UnconsumedScriptError(ScriptError):
     """``assert_complete()`` found script items that no call used.
@@ -87,6 +91,13 @@ class UnconsumedScriptError(ScriptError):
     def __init__(self, message: str, *, remaining: int) -> None:
         super().__init__(message)
         self.remaining = remaining
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (type(self), str(self), {"remaining": self.remaining}))
+
+
+def _rebuild(cls: type[ScriptError], message: str, kwargs: dict[str, Any]) -> ScriptError:
+    return cls(message, **kwargs)
 
 
 class WaitTimeoutError(ScriptError):
