@@ -62,8 +62,10 @@ def _build(factory: type[_C], settings: ClientSettings) -> _C:
         kwargs["api_key"] = _PLACEHOLDER_KEY
     try:
         return factory(**kwargs)
-    except OpenAIError:
-        raise _missing_key() from None
+    except OpenAIError as exc:
+        if "credentials" in str(exc).lower() or "api_key" in str(exc):
+            raise _missing_key() from None
+        raise ConfigurationError(f"cannot build an OpenAI client: {exc}") from None
     except TypeError as exc:  # pragma: no cover - a wrong type for a setting
         raise ConfigurationError(f"cannot build an OpenAI client: {exc}") from None
 

@@ -75,8 +75,9 @@ def parse_retry_after(headers: Mapping[str, str] | None) -> float | None:
     try:
         value = float(raw)
     except ValueError:
-        parsed = email.utils.parsedate_to_datetime(raw) if raw.strip() else None
-        if parsed is None:
+        try:
+            parsed = email.utils.parsedate_to_datetime(raw)
+        except (TypeError, ValueError, IndexError):
             return None
         return max(parsed.timestamp() - time.time(), 0.0)
     return value if math.isfinite(value) and value >= 0 else None

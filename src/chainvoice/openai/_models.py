@@ -516,6 +516,10 @@ PRICES: dict[str, Price] = {info.name: price for info, price in _TABLE if price 
 _WARNED: set[str] = set()
 
 
+def _today() -> _dt.date:
+    return _dt.date.today()
+
+
 def lookup(model: str, kind: Kind) -> ModelInfo | None:
     """The table's entry for ``model`` if it is a model of this ``kind``, else ``None``."""
     info = MODELS.get(model)
@@ -606,7 +610,7 @@ def warn_if_retiring(model: str, *, today: _dt.date | None = None, stacklevel: i
     info = MODELS.get(model)
     if info is None or info.shutdown is None or model in _WARNED:
         return
-    today = today or _dt.date.today()
+    today = today or _today()
     days = (info.shutdown - today).days
     if days > SHUTDOWN_WARNING_DAYS:
         return

@@ -358,14 +358,15 @@ class _TranscriberCore:
             raise ConfigurationError("include=['logprobs'] needs response_format='json'")
         self.response_format: str = response_format
         self.stream = wants_stream(model, stream, response_format, timestamp_granularities)
-        if self.stream:
-            if response_format in ("verbose_json", "text"):
-                raise ConfigurationError(
-                    f"response_format={response_format!r} cannot be streamed; pass stream=False"
-                )
+        if self.stream and response_format in ("verbose_json", "text"):
+            raise ConfigurationError(
+                f"response_format={response_format!r} cannot be streamed; pass stream=False"
+            )
         check_params(model, "transcription", used)
         if info is not None and self.stream and not info.streaming:
-            streamers = [m.name for m in MODELS.values() if m.kind == "transcription" and m.streaming]
+            streamers = [
+                m.name for m in MODELS.values() if m.kind == "transcription" and m.streaming
+            ]
             raise UnsupportedParameterError(
                 f"model {model!r} does not stream; pass stream=False, or use a model that "
                 f"streams: {', '.join(streamers)}"
