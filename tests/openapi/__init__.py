@@ -1,0 +1,1 @@
+"""OpenAI's OpenAPI spec (the subset chainvoice uses) and a validator for it."""
