@@ -413,6 +413,22 @@ def test_suffix_and_format_are_hints_for_unrecognised_content(tmp_path: Path) ->
     assert cv.Audio.from_file(io.BytesIO(junk), format="mp3").channels == 1
 
 
+def id3_tag(size: int) -> bytes:
+    syncsafe = bytes((size >> shift) & 0x7F for shift in (21, 14, 7, 0))
+    return b"ID3\x04\x00\x00" + syncsafe + bytes(size)
+
+
+@pytest.mark.parametrize("tag_size", [100, 100_000])
+def test_flac_behind_an_id3_tag(tmp_path: Path, tag_size: int) -> None:
+    a = tone(440, 0.2, 16000)
+    data = id3_tag(tag_size) + a.encode("flac")
+    assert _codecs.sniff(data) == "flac"
+    path = tmp_path / "tagged.bin"
+    path.write_bytes(data)
+    assert cv.Audio.from_file(path).to_pcm16() == a.to_pcm16()
+    assert cv.Audio.from_bytes(data).to_pcm16() == a.to_pcm16()
+
+
 def test_from_file_errors(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         cv.Audio.from_file(tmp_path / "missing.wav")
@@ -420,6 +436,10 @@ def test_from_file_errors(tmp_path: Path) -> None:
     empty.write_bytes(b"")
     with pytest.raises(cv.EmptyAudioError, match=r"empty\.wav"):
         cv.Audio.from_file(empty)
+    text = tmp_path / "notes.wav"
+    text.write_text("not really audio")
+    with pytest.raises(cv.AudioFormatError, match=r"notes\.wav.*plain text"):
+        cv.Audio.from_file(text)
     with pytest.raises(TypeError, match="'rb'"):
         cv.Audio.from_file(io.StringIO("RIFF"))  # type: ignore[arg-type]
 

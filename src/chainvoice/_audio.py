@@ -424,9 +424,7 @@ class Audio:
             samples, rate = _codecs.decode(bytes(data), hint=hint)
             return cls._make(samples, rate)
         path = Path(os.fspath(file))
-        data = path.read_bytes()
-        hint = format or path.suffix or None
-        samples, rate = _codecs.decode(data, hint=hint, path=str(path))
+        samples, rate = _codecs.decode_file(str(path), hint=format or path.suffix or None)
         return cls._make(samples, rate)
 
     @classmethod

@@ -44,6 +44,7 @@ __all__ = [
     "canonical_format",
     "clear_ffmpeg_cache",
     "decode",
+    "decode_file",
     "decode_pcm16",
     "encode",
     "encode_pcm16",
@@ -210,6 +211,16 @@ def _is_adts_frame(head: bytes) -> bool:
     return len(head) >= 4 and head[0] == 0xFF and head[1] & 0xF6 == 0xF0
 
 
+def _after_id3(after: bytes) -> str:
+    """The format behind an ID3v2 tag, from the bytes that follow it."""
+    if after[:4] == b"fLaC":
+        return "flac"
+    if _is_adts_frame(after):
+        return "aac"
+    # An ID3 tag in front of anything else is an MP3 (possibly with padding first).
+    return "mp3"
+
+
 def sniff(data: bytes) -> str | None:
     """Name the container in ``data`` from its magic bytes, or ``None`` if unknown.
 
@@ -237,15 +248,8 @@ def sniff(data: bytes) -> str | None:
         return "au"
     if head[:16] == bytes.fromhex("3026b2758e66cf11a6d900aa0062ce6c"):
         return "wma"
-    start = _id3_end(data)
-    if start:
-        after = data[start : start + 4]
-        if after[:4] == b"fLaC":
-            return "flac"
-        if _is_adts_frame(after):
-            return "aac"
-        # An ID3 tag in front of anything else is an MP3 (possibly with padding first).
-        return "mp3"
+    if _id3_end(data):
+        return _after_id3(data[_id3_end(data) :])
     if _is_adts_frame(head):
         return "aac"
     if _is_mpeg_audio_frame(head):
@@ -735,13 +739,37 @@ def _ffmpeg_decode(
         raise AudioFormatError(f"ffmpeg returned unreadable output for {label}: {exc}") from None
 
 
-def decode(data: bytes, *, hint: str | None = None, path: str | None = None) -> tuple[Samples, int]:
+_SNIFF_BYTES: Final = 1 << 16
+
+
+def _kind_of(hint: str | None, sniffed: str | None) -> str | None:
+    """The sniffed format, else the one ``hint`` names, else ``None``."""
+    if sniffed is not None or hint is None:
+        return sniffed
+    kind = canonical_format(hint)
+    if kind == "pcm":
+        raise AudioFormatError(
+            "raw PCM has no header, so its sample rate and channels are unknown: use "
+            "Audio.from_pcm16(data, rate=..., channels=...)"
+        )
+    if re.fullmatch(r"[a-z0-9_]+", kind) is None:
+        raise AudioFormatError(f"{hint!r} is not an audio format name")
+    if kind == "wav":
+        return None  # every WAV starts with RIFF/RF64...WAVE, so this is not one
+    return kind  # a name chainvoice knows, or else an ffmpeg demuxer name
+
+
+def _decode_compressed(kind: str, data: bytes | None, path: str | None) -> tuple[Samples, int]:
+    ffmpeg = find_ffmpeg(f"reading {kind.upper()} audio needs ffmpeg")
+    return _ffmpeg_decode(ffmpeg, data, path, _DEMUXERS.get(kind, kind), f"{kind.upper()} data")
+
+
+def decode(data: bytes, *, hint: str | None = None) -> tuple[Samples, int]:
     """Decode an audio file's bytes (WAV with numpy, anything else with ffmpeg).
 
     Args:
         data: The whole file.
         hint: A format name used when the bytes cannot be recognised (e.g. from a suffix).
-        path: Where ``data`` came from, handed to ffmpeg instead of piping the bytes.
 
     Raises:
         EmptyAudioError: No data, or no frames.
@@ -750,33 +778,44 @@ def decode(data: bytes, *, hint: str | None = None, path: str | None = None) -> 
         SampleRateError: A header with an impossible rate.
         InvalidSamplesError: Float samples that are NaN or infinite.
     """
-    where = repr(path) if path is not None else "the data"
     if not data:
-        raise EmptyAudioError(
-            f"{where} is empty (0 bytes): there is no audio to read"
-            if path is not None
-            else "no audio data: the byte string is empty"
-        )
-    kind = sniff(data)
-    if kind is None and hint is not None:
-        kind = canonical_format(hint)
-        if kind == "pcm":
-            raise AudioFormatError(
-                "raw PCM has no header, so its sample rate and channels are unknown: use "
-                "Audio.from_pcm16(data, rate=..., channels=...)"
-            )
-        if kind != "wav" and kind not in _DEMUXERS:
-            if re.fullmatch(r"[a-z0-9_]+", kind) is None:
-                raise AudioFormatError(f"{hint!r} is not an audio format name")
-            # Anything else is taken as an ffmpeg demuxer name.
-            ffmpeg = find_ffmpeg(f"reading {kind} audio needs ffmpeg")
-            return _ffmpeg_decode(ffmpeg, data, path, kind, f"{kind} data")
+        raise EmptyAudioError("no audio data: the byte string is empty")
+    kind = _kind_of(hint, sniff(data))
     if kind is None:
-        raise unknown_format_error(data, where)
+        raise unknown_format_error(data)
     if kind == "wav":
         return read_wav(data)
-    ffmpeg = find_ffmpeg(f"reading {kind.upper()} audio needs ffmpeg")
-    return _ffmpeg_decode(ffmpeg, data, path, _DEMUXERS.get(kind), f"{kind.upper()} data")
+    return _decode_compressed(kind, data, None)
+
+
+def decode_file(path: str, *, hint: str | None = None) -> tuple[Samples, int]:
+    """Decode an audio file; only WAV (or unrecognised data) is read into memory whole.
+
+    Compressed files are handed to ffmpeg by path, after sniffing their first bytes.
+
+    Raises:
+        FileNotFoundError: No such file.
+        EmptyAudioError, AudioFormatError, FFmpegNotFoundError, SampleRateError,
+        InvalidSamplesError: As in :func:`decode`.
+    """
+    with open(path, "rb") as f:
+        head = f.read(_SNIFF_BYTES)
+        if not head:
+            raise EmptyAudioError(f"{path!r} is empty (0 bytes): there is no audio to read")
+        sniffed = sniff(head)
+        tag_end = _id3_end(head)
+        if tag_end and tag_end + 4 > len(head):  # a long ID3 tag (cover art): look past it
+            f.seek(tag_end)
+            sniffed = _after_id3(f.read(16))
+        kind = _kind_of(hint, sniffed)
+        if kind is None or kind == "wav":
+            f.seek(0)
+            data = f.read()
+    if kind is None:
+        raise unknown_format_error(data, repr(path))
+    if kind == "wav":
+        return read_wav(data)
+    return _decode_compressed(kind, None, path)
 
 
 def _bitrate_arg(bitrate: str | int) -> str:
