@@ -41,6 +41,7 @@ __all__ = [
     "sha256_of",
     "smollm2_path",
     "whisper_model_dir",
+    "whisper_model_files",
 ]
 
 logger = logging.getLogger("chainvoice.local")
@@ -351,6 +352,42 @@ def whisper_model_dir(
     with _assemble_lock:
         _assemble(source, directory)
     return directory
+
+
+def whisper_model_files(sources: tuple[WhisperSource, ...] = WHISPER_SOURCES) -> dict[str, bytes]:
+    """The files of a verified whisper-base model, read into memory from the packages.
+
+    The fallback when the cache cannot be written: loading from memory is slower.
+
+    Raises:
+        MissingDependencyError: No source is installed, or its files are corrupt.
+    """
+    source = next((s for s in sources if s.installed()), None)
+    if source is None:
+        raise MissingDependencyError(
+            f"the local transcriber needs the whisper-base weights; install them with: "
+            f"{INSTALL_HINT}"
+        )
+    expected = {"model.bin": source.sha256, **dict(source.file_sha256)}
+    files = {"model.bin": b"".join(_read_chunks(tuple(_located(p) for p in source.parts)))}
+    files.update({name: _located(packaged).read_bytes() for name, packaged in source.files})
+    for name, data in files.items():
+        if hashlib.sha256(data).hexdigest() != expected[name]:
+            raise MissingDependencyError(
+                f"the {source.name} whisper-base file {name} does not match its SHA-256; "
+                f"reinstall it with: pip install --force-reinstall "
+                f"{' '.join(source.distributions)}"
+            )
+    return files
+
+
+def _located(packaged: PackagedFile) -> Path:
+    found = packaged.locate()
+    if found is None:
+        raise MissingDependencyError(
+            f"{packaged.package} has no {packaged.path}; reinstall it with: {INSTALL_HINT}"
+        )
+    return found
 
 
 T = TypeVar("T")

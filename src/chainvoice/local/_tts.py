@@ -141,13 +141,13 @@ class LocalSynthesizer:
 
         Yields:
             24 kHz mono ``Audio`` chunks, then one ``Usage`` (characters and seconds of
-            audio; the cost is 0). Text with nothing to say (blank, or only punctuation)
-            yields no audio.
+            audio; the cost is 0). Text with no letters or digits (blank, or only
+            punctuation) yields no audio.
         """
         if not isinstance(text, str):
             raise TypeError(f"text must be a str, not {type(text).__name__}")
         seconds = 0.0
-        if text.strip():
+        if any(c.isalnum() for c in text):  # punctuation alone would come out as a breath
             tts = self._model().tts
             rng = np.random.default_rng(self.seed)
             for phonemes in tts.phonemize(text):

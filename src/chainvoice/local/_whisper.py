@@ -19,6 +19,7 @@ from chainvoice.local._assets import (
     require_modules,
     shared_model,
     whisper_model_dir,
+    whisper_model_files,
 )
 from chainvoice.local._assets import loaded as _loaded
 
@@ -62,16 +63,30 @@ def _whisper_languages() -> tuple[str, ...]:
 
 
 def _load_whisper(model_dir: Path | None, threads: int, compute_type: str) -> Any:
-    directory = model_dir if model_dir is not None else whisper_model_dir()
+    files: dict[str, bytes] | None = None
+    if model_dir is not None:
+        directory = str(model_dir)
+    else:
+        try:
+            directory = str(whisper_model_dir())
+        except OSError as exc:
+            logger.warning(
+                "cannot write the model cache (%s); loading whisper-base into memory from the "
+                "packages instead, which is slower (set CHAINVOICE_CACHE_DIR to a writable "
+                "directory)",
+                exc,
+            )
+            directory, files = "whisper-base", whisper_model_files()
     with _hub_offline():
         from faster_whisper import WhisperModel
 
         return WhisperModel(
-            str(directory),
+            directory,
             device="cpu",
             compute_type=compute_type,
             cpu_threads=threads,
             local_files_only=True,
+            files=files,
         )
 
 
