@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import itertools
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -14,16 +15,16 @@ from hypothesis import strategies as st
 from chainvoice import ConfigurationError, SentenceSplitter
 
 
-def split(text: str, deltas: list[str] | None = None, **options: object) -> list[str]:
+def split(text: str, deltas: list[str] | None = None, /, **options: Any) -> list[str]:
     """All pieces of ``text`` (pushed as ``deltas``, or at once), then the flushed rest."""
-    splitter = SentenceSplitter(**options)  # type: ignore[arg-type]
+    splitter = SentenceSplitter(**options)
     pieces: list[str] = []
     for delta in [text] if deltas is None else deltas:
         pieces += splitter.push(delta)
     return pieces + splitter.flush()
 
 
-def spoken(text: str, **options: object) -> list[str]:
+def spoken(text: str, /, **options: Any) -> list[str]:
     """The pieces as the chain speaks them: stripped, whitespace-only ones skipped."""
     return [p.strip() for p in split(text, **options) if p.strip()]
 
@@ -517,7 +518,7 @@ def test_options_and_repr() -> None:
         "SentenceSplitter(first_min_chars=20, min_chars=40, max_chars=300, first_max_chars=120)"
     )
     with pytest.raises(TypeError):
-        SentenceSplitter(20)  # type: ignore[misc]
+        SentenceSplitter(20)  # type: ignore[call-arg]
 
 
 @pytest.mark.parametrize(

@@ -207,6 +207,21 @@ class SentenceSplitter:
         "_ws_cache",
     )
 
+    _buf: str
+    _pieces: int
+    _pos: int
+    _line_start: int
+    _tail: str
+    _wide: int
+    _start: int
+    _start_scan: int
+    _word: int
+    _word_scan: int
+    _hi: int
+    _overflow: int
+    _ws_cache: tuple[int, int, int] | None
+    _run_cache: tuple[int, int] | None
+
     def __init__(
         self,
         *,
@@ -297,7 +312,12 @@ class SentenceSplitter:
             )
         if not delta:
             return []
-        self._buf += delta
+        # Appending to a string nothing else refers to lets CPython grow it in place, so a
+        # push costs time in proportion to the delta, not to the pending text.
+        buf = self._buf
+        self._buf = ""
+        buf += delta
+        self._buf = buf
         if not delta.isascii():
             self._wide += len(_WIDE_CHAR.findall(delta))
         return self._scan()
@@ -334,8 +354,8 @@ class SentenceSplitter:
         self._word_scan = 0
         self._hi = -1  # the last cut position within the length limit, once over it
         self._overflow = -1  # over the limit with no cut point: search for one from here
-        self._ws_cache: tuple[int, int, int] | None = None
-        self._run_cache: tuple[int, int] | None = None
+        self._ws_cache = None
+        self._run_cache = None
 
     def _scan(self) -> list[str]:
         out: list[str] = []
