@@ -65,6 +65,13 @@ _MIN_RATE, _MAX_RATE = 8000, 192000
 
 Kind = Literal["value", "awaitable", "sync", "async"]
 
+# A call as the checks name it in messages, e.g. "synthesize('Hi.')" or
+# "transcribe(Audio(duration=1.000s, rate=16000, channels=1))"; and any number.
+_CALL = re.compile(
+    r"\b(?:transcribe_stream|transcribe|respond|synthesize)\((?:[^()]|\([^()]*\))*\)"
+)
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+
 
 # --------------------------------------------------------------------------- public results
 
@@ -216,7 +223,7 @@ def _consume_sync(result: Any, out: _Outcome, stop_after: int | None) -> None:
             close()
         except Exception as exc:
             out.close_error = exc
-            with contextlib.suppress(Exception):  # finish a generator that ignored the close
+            with contextlib.suppress(Exception, GeneratorExit):  # finish what ignored close()
                 for _ in itertools.islice(it, _MAX_ITEMS):
                     pass
 
@@ -247,7 +254,7 @@ async def _consume_async(result: Any, out: _Outcome, stop_after: int | None) -> 
             await aclose()
         except Exception as exc:
             out.close_error = exc
-            with contextlib.suppress(Exception):  # finish a generator that ignored the close
+            with contextlib.suppress(Exception, GeneratorExit):  # finish what ignored close()
                 for _ in range(_MAX_ITEMS):
                     await ait.__anext__()
 
@@ -512,6 +519,10 @@ _LOOP_FIX = (
 )
 
 
+class _Stop(Exception):
+    """Ends a check early (after a timeout)."""
+
+
 class _Check:
     """The bookkeeping shared by the three checks."""
 
@@ -535,6 +546,7 @@ class _Check:
         self.max_loop_block = max_loop_block
         self.caller = _Caller(self.timeout)
         self.violations: list[Violation] = []
+        self.repeats: dict[tuple[str, str, str], int] = {}
         self.warnings: list[str] = []
         self.notes: list[str] = []
         self.ran: list[str] = []
@@ -550,9 +562,26 @@ class _Check:
     def fail(self, check: str, problem: str, fix: str) -> None:
         self.mark(check)
         self.failed.add(check)
-        violation = Violation(check, problem, fix)
-        if violation not in self.violations:
-            self.violations.append(violation)
+        # The same problem on another call (another input, another position) is counted,
+        # not listed again.
+        key = (check, fix, _NUMBER.sub("#", _CALL.sub("call", problem)))
+        if key in self.repeats:
+            self.repeats[key] += 1
+            return
+        self.repeats[key] = 0
+        self.violations.append(Violation(check, problem, fix))
+
+    def listed(self) -> list[Violation]:
+        out = []
+        for violation, repeats in zip(self.violations, self.repeats.values(), strict=True):
+            if repeats:
+                violation = attrs.evolve(
+                    violation,
+                    problem=f"{violation.problem} (and the same on {repeats} more "
+                    f"call{'s' if repeats > 1 else ''})",
+                )
+            out.append(violation)
+        return out
 
     def warn(self, message: str) -> None:
         if message not in self.warnings:
@@ -561,6 +590,8 @@ class _Check:
     def run(self) -> ConformanceReport:
         try:
             self.checks()
+        except _Stop:
+            pass
         finally:
             self.caller.close()
         asynchronous = self.caller.asynchronous
@@ -579,7 +610,7 @@ class _Check:
             max_loop_lag=self.caller.max_lag,
         )
         if self.violations:
-            raise ConformanceError(self.violations, report)
+            raise ConformanceError(self.listed(), report)
         return report
 
     def checks(self) -> None:
@@ -626,11 +657,11 @@ class _Check:
         if out.timed_out:
             self.fail(
                 "timeout",
-                f"{label} did not finish within {self.timeout} s{context}",
+                f"{label} did not finish within {self.timeout} s{context}; the check stopped there",
                 "make sure every call ends (no wait on something that never comes); for a "
                 "slow stage pass a larger timeout= to the check",
             )
-            return False
+            raise _Stop  # the stage may still be busy: calling it again proves nothing
         if out.endless:
             self.fail(
                 "items",
@@ -1122,7 +1153,7 @@ class _SynthesizerCheck(_Check):
         self.mark("concurrency")
         concurrency = (
             "concurrency",
-            f"with another call running at the same time from {how}, ",
+            "",
             "the chain synthesizes the pieces of a reply concurrently: keep per-call state "
             "local to the call, not on self, and guard shared resources (a model, a "
             "connection) with a lock",
