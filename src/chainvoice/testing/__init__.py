@@ -54,6 +54,7 @@ from chainvoice.testing._scripted import (
 
 if TYPE_CHECKING:
     from chainvoice.testing import strategies as strategies
+    from chainvoice.testing._fake_openai import FakeOpenAI
 
 __all__ = [
     "AsyncScriptedResponder",
