@@ -525,26 +525,27 @@ def test_async_wait_polls_without_blocking_the_loop():
     async def main():
         fake = AsyncScriptedResponder([["first ", Wait(go), "second"]])
         seen = []
-        ticks = 0
 
-        async def ticker():
-            nonlocal ticks
-            while not go.is_set():
-                ticks += 1
-                await asyncio.sleep(0.005)
+        first_seen = asyncio.Event()
+
+        async def release_after_five_ticks():
+            # only a loop that keeps running while the fake waits can ever set the event
+            await first_seen.wait()
+            for _ in range(5):
+                await asyncio.sleep(0.001)
+            assert seen == ["first "]
+            go.set()
 
         async def consume():
             async for delta in fake.respond(convo()):
                 seen.append(delta)
-                if delta == "first ":
-                    asyncio.get_running_loop().call_later(0.05, go.set)
+                first_seen.set()
 
-        await asyncio.gather(ticker(), consume())
-        return fake, seen, ticks
+        await asyncio.wait_for(asyncio.gather(release_after_five_ticks(), consume()), 10)
+        return fake, seen
 
-    fake, seen, ticks = asyncio.run(main())
+    fake, seen = asyncio.run(main())
     assert seen == ["first ", "second"]
-    assert ticks >= 3  # the loop kept running while the fake waited
     assert fake.calls[0].finished
 
 
