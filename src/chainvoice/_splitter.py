@@ -424,7 +424,7 @@ class SentenceSplitter:
         if hard:
             return True
         need = self._min if self._pieces else self._first_min
-        return need == 0 or self._span(start, c) >= need
+        return need == 0 or self._length_to(c) >= need
 
     def _text_start(self) -> int:
         if self._start < 0:
@@ -435,13 +435,16 @@ class SentenceSplitter:
             self._start = m.start()
         return self._start
 
-    def _span(self, a: int, b: int) -> int:
-        """The length of ``buf[a:b]``, counting wide characters as two."""
-        extra = len(_WIDE_CHAR.findall(self._buf, a, b)) if self._wide else 0
-        return b - a + (_WIDE_WEIGHT - 1) * extra
+    def _length_to(self, c: int) -> int:
+        """The length of the piece up to ``c``, counting wide characters as two."""
+        start = self._start  # only whitespace before it, so no wide characters
+        if not self._wide:
+            return c - start
+        after = len(_WIDE_CHAR.findall(self._buf, c))  # the look-ahead only: short
+        return c - start + (_WIDE_WEIGHT - 1) * (self._wide - after)
 
     def _index_for(self, start: int, length: int) -> int:
-        """The first index ``c`` at which ``_span(start, c) >= length``."""
+        """The first index ``c`` at which the piece from ``start`` is ``length`` long."""
         if not self._wide:
             return start + length
         c = start
