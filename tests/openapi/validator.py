@@ -285,8 +285,8 @@ def _describe(error: ValidationError) -> str:
     best = best_match([error]) or error
     where = best.json_path.removeprefix("$.").removeprefix("$") or "body"
     message = best.message
-    if len(message) > 300:
-        message = message[:300] + "..."
+    if len(message) > 300:  # a long instance in the message: keep both ends
+        message = message[:150] + " ... " + message[-150:]
     return f"{where}: {message}"
 
 

@@ -965,8 +965,10 @@ class FakeOpenAI(httpx.BaseTransport, httpx.AsyncBaseTransport):
         found = self.violations
         if found:
             lines = "\n".join(f"  - {v}" for v in found)
+            requests = len({v.request_index for v in found})
             raise AssertionError(
-                f"FakeOpenAI received {len(found)} request(s) the real API would reject:\n{lines}"
+                f"FakeOpenAI recorded {len(found)} violation(s) in {requests} request(s) "
+                f"that the real API would reject:\n{lines}"
             )
 
     def _add_violation(self, record: RecordedRequest, kind: ViolationKind, message: str) -> None:
