@@ -126,7 +126,8 @@ def test_scripted_transcribers_pass():
     fake = ScriptedTranscriber(["a b", "c", "d e f", "g h", "i"], stream=True)
     report = check_transcriber(fake)
     assert report.protocol == "StreamingTranscriber" and report.streaming
-    assert {"stream items", "early close", "reusable", "sync/async"} <= set(report.passed)
+    assert {"stream items", "early close", "reusable"} <= set(report.passed)
+    assert not report.warnings
     assert [c.status for c in fake.calls] == ["done", "done", "done", "closed", "done"]
 
     fake = AsyncScriptedTranscriber(["a b", "c", "d e f", "g h", "i"], stream=True)
@@ -287,8 +288,8 @@ class BlockingAsyncTTS:
 
 
 class CoroutineTTS:
-    async def synthesize(self, text: str) -> list[cv.Audio]:
-        return [tone()]
+    async def synthesize(self, text: str) -> cv.Audio:
+        return tone()
 
 
 @pytest.mark.parametrize(
@@ -307,7 +308,7 @@ class CoroutineTTS:
         (StuckAfterCloseTTS(), "reusable", ["after a stream was closed early", "still busy"]),
         (NotThreadSafeTTS(), "concurrency", ["two threads", "the model is in use", "lock"]),
         (BadUsageTTS(), "usage", ["characters=-5"]),
-        (CoroutineTTS(), "return type", ["coroutine", "async generator"]),
+        (CoroutineTTS(), "return type", ["is a coroutine that returned a chainvoice.Audio"]),
     ],
     ids=lambda value: None if isinstance(value, (str, list)) else type(value).__name__,
 )
@@ -363,6 +364,14 @@ def test_every_violation_is_listed():
 
 
 def test_warnings_do_not_fail_the_check():
+    class AllAtOnceTTS:
+        async def synthesize(self, text: str) -> list[cv.Audio]:
+            return [tone(), tone()]  # a chain accepts this, but nothing streams
+
+    report = check_synthesizer(AllAtOnceTTS())
+    assert report.asynchronous and not report.streaming
+    assert any("returns all its output at once" in w for w in report.warnings)
+
     report = check_synthesizer(LoudTTS())
     assert any("outside [-1, 1]" in w for w in report.warnings)
 
@@ -574,16 +583,16 @@ class MixedModeTranscriber(StreamTranscriber):
             "stream items",
             ["returned a chainvoice.Transcript", "make it a generator"],
         ),
-        (
-            MixedModeTranscriber(),
-            "sync/async",
-            ["transcribe is sync but transcribe_stream is async"],
-        ),
     ],
     ids=lambda value: None if isinstance(value, (str, list)) else type(value).__name__,
 )
 def test_broken_transcribers_are_caught(stage: object, check: str, words: list[str]) -> None:
     assert_caught(check_transcriber, stage, check, words)
+
+
+def test_mixed_sync_and_async_transcriber_methods_only_warn():
+    report = check_transcriber(MixedModeTranscriber())
+    assert any("transcribe is sync but transcribe_stream is async" in w for w in report.warnings)
 
 
 def test_stream_deltas_that_differ_from_the_final_text_only_warn():

@@ -177,6 +177,7 @@ class _Outcome:
     endless: bool = False
     timed_out: bool = False
     lag: float = 0.0
+    awaited: bool = False  # the call returned an awaitable; ``kind`` is that of its result
 
     @property
     def streamed(self) -> bool:
@@ -263,10 +264,14 @@ async def _finish_async(
     result: Any, out: _Outcome, want_items: bool, stop_after: int | None
 ) -> None:
     try:
-        if out.kind == "awaitable":
-            out.value = await result
-        elif want_items:
+        while inspect.isawaitable(result):  # as a chain does: await, then use the result
+            out.awaited = True
+            result = await result
+        out.kind = _kind(result)
+        if want_items and out.kind == "async":
             await _consume_async(result, out, stop_after)
+        elif want_items and out.kind == "sync":
+            _consume_sync(result, out, stop_after)
         else:
             out.value = result
     except Exception as exc:
@@ -489,6 +494,12 @@ def _what(value: object) -> str:
     return f"a {type(value).__module__}.{type(value).__qualname__}"
 
 
+def _returned(out: _Outcome) -> str:
+    """Say what a call returned (and that it was a coroutine, if it was awaited)."""
+    what = _what(out.value)
+    return f"is a coroutine that returned {what}" if out.awaited else f"returned {what}"
+
+
 def _error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
@@ -503,6 +514,9 @@ def _usage_problems(usage: Usage) -> list[str]:
     return problems
 
 
+_ASYNC_GEN_FIX = (
+    "make the method an async generator: `async def` that `yield`s each item as it is ready"
+)
 _CLOSE_FIX = (
     "let GeneratorExit (and asyncio.CancelledError) pass: do not catch BaseException "
     "without re-raising, do not yield in a finally block, and make cleanup in finally "
@@ -680,6 +694,15 @@ class _Check:
             return False
         return True
 
+    def all_at_once(self, out: _Outcome, method: str) -> None:
+        """Warn when a coroutine returned all the output at once (works, but never streams)."""
+        if out.awaited:
+            self.warn(
+                f"{method} is a coroutine that returns all its output at once: a chain "
+                "accepts that, but nothing streams; make it an async generator (`async def` "
+                "with `yield`) for lower latency"
+            )
+
     def check_close(self, out: _Outcome, label: str) -> None:
         self.mark("early close")
         if out.close_error is not None:
@@ -760,7 +783,7 @@ class _TranscriberCheck(_Check):
         audio = self.audio
         label = f"transcribe({audio!r})"
         out = self.caller.call(lambda: transcribe(audio), declared_async=declared, want_items=False)
-        transcribe_async = declared or out.kind == "awaitable"
+        transcribe_async = declared or out.awaited
         first = self.transcript(out, label)
         if first is not None:
             self.notes.append(f"{label} -> {_short(first.text, 70)}")
@@ -872,16 +895,14 @@ class _TranscriberCheck(_Check):
         declared = _declared_async(stream)
         label = f"transcribe_stream({audio!r})"
         out = self.caller.call(lambda: stream(audio), declared_async=declared)
-        if self.settled(out, label) and self.stream_items(out, label):
-            self.mark("sync/async")
-            if (out.kind == "async") != transcribe_async:
-                modes = ("async", "sync") if transcribe_async else ("sync", "async")
-                self.fail(
-                    "sync/async",
-                    f"transcribe is {modes[0]} but transcribe_stream is {modes[1]}",
-                    "make both methods sync, or both async (async def transcribe, and "
-                    "transcribe_stream an async generator)",
-                )
+        ok = self.settled(out, label) and self.stream_items(out, label)
+        if ok and (out.kind == "async") != transcribe_async:
+            modes = ("async", "sync") if transcribe_async else ("sync", "async")
+            self.warn(
+                f"transcribe is {modes[0]} but transcribe_stream is {modes[1]}: a chain "
+                "copes, but callers of the stage will not expect it; make both sync or "
+                "both async"
+            )
         early = self.caller.call(lambda: stream(audio), declared_async=declared, stop_after=1)
         if self.settled(early, label, context=" (the call to be closed early)"):
             self.check_close(early, label)
@@ -894,20 +915,16 @@ class _TranscriberCheck(_Check):
     def stream_items(self, out: _Outcome, label: str) -> bool:
         self.mark("stream items")
         if not out.streamed:
-            value = out.value
-            how = (
-                "it is `async def` without `yield`, so it returns a coroutine; make it an "
-                "async generator"
-                if out.kind == "awaitable"
-                else "make it a generator: `yield` each text delta, then `yield` the Transcript"
-            )
             self.fail(
                 "stream items",
-                f"{label} returned {_what(value)}; expected an iterable (or async iterable) "
-                "of str deltas ending with one Transcript",
-                how,
+                f"{label} {_returned(out)}; expected an iterable (or async iterable) of str "
+                "deltas ending with one Transcript",
+                _ASYNC_GEN_FIX
+                if out.awaited
+                else "make it a generator: `yield` each text delta, then `yield` the Transcript",
             )
             return False
+        self.all_at_once(out, "transcribe_stream")
         finals = 0
         deltas: list[str] = []
         problems = []
@@ -1039,14 +1056,6 @@ class _ResponderCheck(_Check):
             return None
         self.mark("return type")
         value = out.value
-        if out.kind == "awaitable" and not isinstance(value, str):
-            self.fail(
-                "return type",
-                f"{label} is a coroutine that returned {_what(value)}; an async function "
-                "may return the reply as one str",
-                "return a str, or make respond an async generator that yields str deltas",
-            )
-            return None
         if not out.streamed:
             if isinstance(value, str):
                 self.warn(
@@ -1062,13 +1071,14 @@ class _ResponderCheck(_Check):
                 )
                 self.fail(
                     "return type",
-                    f"{label} returned {_what(value)}; expected a str or an iterable of str "
-                    "deltas (and Usage items)",
+                    f"{label} {_returned(out)}; expected a str or an iterable of str deltas "
+                    "(and Usage items)",
                     fix,
                 )
                 return None
         else:
-            self.streaming = True
+            self.streaming = not out.awaited
+            self.all_at_once(out, "respond")
             self.mark("items")
             parts = []
             for i, item in enumerate(out.items):
@@ -1174,21 +1184,14 @@ class _SynthesizerCheck(_Check):
             return
         self.mark("return type")
         if not out.streamed:
-            value = out.value
-            if out.kind == "awaitable":
-                problem = (
-                    f"{label} is a coroutine (async def without yield) that returned {_what(value)}"
-                )
-                fix = "make synthesize an async generator: `yield` each Audio chunk"
-            else:
-                problem = f"{label} returned {_what(value)}"
-                fix = _audio_fix(value, whole=True)
             self.fail(
                 "return type",
-                problem + "; expected an iterable (or async iterable) of Audio chunks",
-                fix,
+                f"{label} {_returned(out)}; expected an iterable (or async iterable) of Audio "
+                "chunks",
+                _ASYNC_GEN_FIX if out.awaited else _audio_fix(out.value, whole=True),
             )
             return
+        self.all_at_once(out, "synthesize")
         self.mark("items")
         chunks: list[Audio] = []
         for i, item in enumerate(out.items):
@@ -1212,7 +1215,7 @@ class _SynthesizerCheck(_Check):
                 "yield the synthesized speech as Audio chunks with at least one frame",
             )
             return
-        if len(chunks) > 1:
+        if len(chunks) > 1 and not out.awaited:
             self.streaming = True
         self.check_format(chunks, label, context)
 
