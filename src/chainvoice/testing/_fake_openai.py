@@ -57,6 +57,16 @@ from chainvoice.testing._fake_audio import (
     speech_pcm,
     upload_duration,
 )
+from chainvoice.testing._fake_latency import LatencyProfile
+from chainvoice.testing._fake_rules import (
+    Endpoint,
+    ModelProblem,
+    ViolationKind,
+    as_list,
+    builtin_problems,
+    model_rules,
+    truthy,
+)
 from chainvoice.testing._fake_wire import (
     MultipartError,
     RecordedFile,
@@ -94,9 +104,6 @@ __all__ = [
     "RequestViolation",
 ]
 
-Endpoint = Literal["transcriptions", "responses", "chat", "speech"]
-"""The four endpoints the fake serves."""
-
 _ROUTES: Final[dict[str, Endpoint]] = {
     "/audio/transcriptions": "transcriptions",
     "/responses": "responses",
@@ -119,23 +126,6 @@ _ALIASES: Final[dict[str, Endpoint]] = {
     "/audio/speech": "speech",
 }
 
-#: The largest upload /audio/transcriptions accepts (25 MiB).
-MAX_UPLOAD_BYTES: Final = 25 * 1024 * 1024
-#: File extensions /audio/transcriptions accepts, as its error message lists them.
-UPLOAD_EXTENSIONS: Final = (
-    "flac",
-    "m4a",
-    "mp3",
-    "mp4",
-    "mpeg",
-    "mpga",
-    "oga",
-    "ogg",
-    "wav",
-    "webm",
-)
-_SPEECH_FORMATS: Final = tuple(SPEECH_CONTENT_TYPES)
-_TRANSCRIPTION_FORMATS: Final = ("json", "text", "srt", "verbose_json", "vtt", "diarized_json")
 _AUDIO_TOKENS_PER_SECOND: Final = 10  # transcription input audio tokens (fake's own rate)
 _SPEECH_TOKENS_PER_SECOND: Final = 20  # speech output audio tokens (fake's own rate)
 _CHARS_PER_TOKEN: Final = 4
@@ -155,65 +145,6 @@ _DEFAULT_TRANSCRIPT: Final = "Hello, this is a test of the fake transcriber."
 
 
 # ------------------------------------------------------------------------ public values
-
-
-def _non_negative(_inst: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
-        raise ConfigurationError(
-            f"LatencyProfile.{attribute.name} must be a finite number of seconds >= 0, "
-            f"not {value!r}"
-        )
-
-
-@attrs.frozen
-class LatencyProfile:
-    """How long the fake takes to answer, per endpoint. All values are in seconds.
-
-    With the default (all zero) the fake answers at once; tests that check streaming
-    behaviour, time to first byte or timeouts use a profile, and the benchmarks use
-    :meth:`openai_like`.
-
-    Attributes:
-        transcription_base: Time to the first byte of a transcription (for a stream, to
-            the first text delta).
-        transcription_per_audio_second: Extra time per second of uploaded audio; a stream
-            spreads it over its text deltas.
-        text_first_token: Time to the first token of a reply (responses, chat).
-        text_per_token: Time between reply tokens; a non-streamed reply waits for all.
-        speech_first_byte: Time to the first audio byte of speech.
-        speech_realtime_factor: Wall seconds per second of speech produced after the first
-            byte: 0 sends everything at once, 1.0 paces audio at real time, 0.25 at four
-            times real time.
-    """
-
-    transcription_base: float = attrs.field(default=0.0, validator=_non_negative)
-    transcription_per_audio_second: float = attrs.field(default=0.0, validator=_non_negative)
-    text_first_token: float = attrs.field(default=0.0, validator=_non_negative)
-    text_per_token: float = attrs.field(default=0.0, validator=_non_negative)
-    speech_first_byte: float = attrs.field(default=0.0, validator=_non_negative)
-    speech_realtime_factor: float = attrs.field(default=0.0, validator=_non_negative)
-
-    @classmethod
-    def openai_like(cls) -> LatencyProfile:
-        """Delays of the order OpenAI's API shows from a nearby region (illustrative).
-
-        About 0.3 s plus 0.05 s per audio second to transcribe, 0.4 s to a first reply
-        token then 15 ms per token, 0.35 s to the first speech byte then four times real
-        time. Real numbers vary by model, load and region; benchmarks name the profile
-        they use.
-        """
-        return cls(
-            transcription_base=0.3,
-            transcription_per_audio_second=0.05,
-            text_first_token=0.4,
-            text_per_token=0.015,
-            speech_first_byte=0.35,
-            speech_realtime_factor=0.25,
-        )
-
-    def scaled(self, factor: float) -> LatencyProfile:
-        """This profile with every delay multiplied by ``factor`` (e.g. 0.01 for tests)."""
-        return LatencyProfile(*(value * factor for value in attrs.astuple(self)))
 
 
 ProgressStatus = Literal[
@@ -254,9 +185,11 @@ def _freeze_headers(value: Mapping[str, str]) -> Mapping[str, str]:
     return MappingProxyType(dict(value))
 
 
-@attrs.frozen(repr=False)
+@attrs.frozen(repr=False, eq=False)
 class RecordedRequest:
     """One request the fake received, parsed; the API key is never kept.
+
+    Records compare by identity. The live :attr:`progress` is the only part that changes.
 
     Attributes:
         index: 1-based position among all requests the fake received.
@@ -303,7 +236,7 @@ class RecordedRequest:
     @property
     def stream(self) -> bool:
         """Whether the request asked for a stream (``stream=true`` or ``stream_format=sse``)."""
-        return _truthy(self.params.get("stream")) or self.params.get("stream_format") == "sse"
+        return truthy(self.params.get("stream")) or self.params.get("stream_format") == "sse"
 
     @property
     def file(self) -> RecordedFile | None:
@@ -316,18 +249,6 @@ class RecordedRequest:
             f"RecordedRequest(#{self.index} {self.method} {self.route} "
             f"endpoint={self.endpoint!r} params=[{keys}] status={self.progress.status!r})"
         )
-
-
-ViolationKind = Literal["spec", "api", "model", "limit", "stall", "response"]
-"""Why a violation was recorded.
-
-``spec``: the request breaks OpenAI's API contract (malformed body, unknown parameter,
-wrong type or value, missing required parameter; also what a ``check_request`` hook
-reports). ``api``: a rule the real API enforces beyond the schema. ``model``: a parameter
-or value the named OpenAI model does not take. ``limit``: an upload or input over the
-API's size limit. ``stall``: the client waited on a stalled stream with no read timeout.
-``response``: the fake's own answer failed a ``check_response`` hook (a fake bug).
-"""
 
 
 @attrs.frozen
@@ -1039,7 +960,7 @@ class FakeOpenAI(httpx.BaseTransport, httpx.AsyncBaseTransport):
         except UploadProblem as exc:
             error = _error(exc.message, param="file", code=exc.code)
             return record, self._error_plan(record, 400, error)
-        except _ModelProblem as exc:
+        except ModelProblem as exc:
             self._add_violation(record, "model", exc.message)
             error = _error(exc.message, param=exc.param, code="unsupported_value")
             return record, self._error_plan(record, 400, error)
@@ -1117,7 +1038,7 @@ class FakeOpenAI(httpx.BaseTransport, httpx.AsyncBaseTransport):
         if record.parse_error is not None:
             problems.append(("spec", None, record.parse_error))
         else:
-            problems.extend(_builtin_problems(record))
+            problems.extend(builtin_problems(record))
             if self.check_request is not None:
                 problems.extend(("spec", None, str(p)) for p in self.check_request(record))
         for kind, _param, message in problems:
@@ -1211,7 +1132,7 @@ class FakeOpenAI(httpx.BaseTransport, httpx.AsyncBaseTransport):
 
     def _answer(self, record: RecordedRequest) -> _Plan:
         if self.model_rules:
-            _model_rules(record)
+            model_rules(record)
         if record.endpoint == "transcriptions":
             return self._transcription(record)
         if record.endpoint == "responses":
@@ -1285,7 +1206,7 @@ class FakeOpenAI(httpx.BaseTransport, httpx.AsyncBaseTransport):
     def _transcription(self, record: RecordedRequest) -> _Plan:
         params = record.params
         file = record.file
-        assert file is not None  # checked by _builtin_problems
+        assert file is not None  # checked by builtin_problems
         duration = upload_duration(file.data)
         model = str(params.get("model"))
         if (
@@ -1294,21 +1215,21 @@ class FakeOpenAI(httpx.BaseTransport, httpx.AsyncBaseTransport):
             and duration > 30
             and params.get("chunking_strategy") is None
         ):
-            raise _ModelProblem(
+            raise ModelProblem(
                 "chunking_strategy is required for gpt-4o-transcribe-diarize when the audio "
                 f"is longer than 30 seconds (this file lasts {duration:.1f} s)",
                 "chunking_strategy",
             )
         fmt = str(params.get("response_format", "json"))
-        include = _as_list(params.get("include"))
+        include = as_list(params.get("include"))
         logprobs = "logprobs" in include
-        stream = _truthy(params.get("stream")) and not model.startswith("whisper")
+        stream = truthy(params.get("stream")) and not model.startswith("whisper")
         language = str(params.get("language") or "en")
         text = self._next_transcript(record)
         tokens = _tokens(text)
         timeline = _timeline(text, duration)
         sentences = _sentences(timeline)
-        speakers = _as_list(params.get("known_speaker_names")) or ["A", "B"]
+        speakers = as_list(params.get("known_speaker_names")) or ["A", "B"]
         usage = self._transcription_usage(model, duration, str(params.get("prompt") or ""), tokens)
         latency = self.latency
         total = latency.transcription_base + latency.transcription_per_audio_second * duration
@@ -1359,7 +1280,7 @@ class FakeOpenAI(httpx.BaseTransport, httpx.AsyncBaseTransport):
             return _Plan(200, headers, [(0.0, body.encode())], headers_delay=total)
         payload: dict[str, Any]
         if fmt == "verbose_json":
-            granularities = _as_list(params.get("timestamp_granularities")) or ["segment"]
+            granularities = as_list(params.get("timestamp_granularities")) or ["segment"]
             payload = {
                 "task": "transcribe",
                 "language": _LANGUAGE_NAMES.get(language, language),
@@ -1495,7 +1416,7 @@ class FakeOpenAI(httpx.BaseTransport, httpx.AsyncBaseTransport):
             return body
 
         latency = self.latency
-        if not _truthy(params.get("stream")):
+        if not truthy(params.get("stream")):
             delay = latency.text_first_token + latency.text_per_token * max(0, len(tokens) - 1)
             return self._json_plan(record, "Response", response(status, [message], True), delay)
 
@@ -1599,7 +1520,7 @@ class FakeOpenAI(httpx.BaseTransport, httpx.AsyncBaseTransport):
             "system_fingerprint": "fp_fakeopenai",
         }
         latency = self.latency
-        if not _truthy(params.get("stream")):
+        if not truthy(params.get("stream")):
             payload: dict[str, Any] = {
                 **base,
                 "object": "chat.completion",
@@ -1697,268 +1618,6 @@ class FakeOpenAI(httpx.BaseTransport, httpx.AsyncBaseTransport):
         headers = self._headers(SPEECH_CONTENT_TYPES[fmt], streamed=True)
         pieces = list(zip(delays, chunks, strict=True))
         return _Plan(200, headers, pieces, headers_delay=latency.speech_first_byte)
-
-
-# ------------------------------------------------------------------------------ checks
-
-
-class _ModelProblem(Exception):
-    def __init__(self, message: str, param: str | None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.param = param
-
-
-def _sdk_param_names(endpoint: Endpoint) -> frozenset[str] | None:
-    """The top-level parameters the installed openai SDK knows for ``endpoint``."""
-    try:
-        if endpoint == "speech":
-            from openai.types.audio import speech_create_params as mod
-
-            typed: Any = mod.SpeechCreateParams
-        elif endpoint == "transcriptions":
-            from openai.types.audio import transcription_create_params as mod2
-
-            typed = mod2.TranscriptionCreateParamsBase
-        elif endpoint == "responses":
-            from openai.types.responses import response_create_params as mod3
-
-            typed = mod3.ResponseCreateParamsBase
-        else:
-            from openai.types.chat import completion_create_params as mod4
-
-            typed = mod4.CompletionCreateParamsBase
-    except (ImportError, AttributeError):  # pragma: no cover - a very different SDK
-        return None
-    return frozenset(typed.__required_keys__ | typed.__optional_keys__ | {"stream"})
-
-
-_REQUIRED: Final[dict[Endpoint, tuple[str, ...]]] = {
-    "transcriptions": ("file", "model"),
-    "responses": ("model",),
-    "chat": ("model", "messages"),
-    "speech": ("model", "input", "voice"),
-}
-
-
-def _builtin_problems(record: RecordedRequest) -> list[tuple[ViolationKind, str | None, str]]:
-    """What the fake itself checks, without the spec: enough to serve, and the API's rules."""
-    assert record.endpoint is not None
-    endpoint = record.endpoint
-    params = record.params
-    problems: list[tuple[ViolationKind, str | None, str]] = []
-    expected_type = "multipart/form-data" if endpoint == "transcriptions" else "application/json"
-    if record.content_type != expected_type:
-        problems.append(
-            ("spec", None, f"{record.route} takes {expected_type}, not {record.content_type}")
-        )
-        return problems
-    for name in _REQUIRED[endpoint]:
-        if name == "model" and endpoint == "responses" and "prompt" in params:
-            continue
-        if params.get(name) in (None, ""):
-            problems.append(("spec", name, f"Missing required parameter: '{name}'."))
-    known = _sdk_param_names(endpoint)
-    if known is not None:
-        for name in params:
-            if name not in known:
-                problems.append(("spec", name, f"Unknown parameter: '{name}'."))
-    if endpoint == "speech":
-        problems.extend(_speech_problems(params))
-    elif endpoint == "transcriptions":
-        problems.extend(_transcription_problems(record))
-    elif (
-        endpoint == "chat"
-        and params.get("stream_options") is not None
-        and not _truthy(params.get("stream"))
-    ):
-        message = "The 'stream_options' parameter is only allowed when 'stream' is enabled."
-        problems.append(("api", "stream_options", message))
-    return problems
-
-
-def _speech_problems(params: Mapping[str, Any]) -> list[tuple[ViolationKind, str | None, str]]:
-    problems: list[tuple[ViolationKind, str | None, str]] = []
-    text = params.get("input")
-    if text is not None and not isinstance(text, str):
-        problems.append(("spec", "input", "input must be a string"))
-    elif isinstance(text, str) and len(text) > 4096:
-        problems.append(("limit", "input", f"input is {len(text)} characters; the maximum is 4096"))
-    fmt = params.get("response_format", "mp3")
-    if fmt not in _SPEECH_FORMATS:
-        problems.append(
-            (
-                "spec",
-                "response_format",
-                f"Invalid value for 'response_format': {fmt!r}; "
-                f"supported values are {', '.join(_SPEECH_FORMATS)}.",
-            )
-        )
-    if params.get("stream_format", "audio") not in ("audio", "sse"):
-        problems.append(
-            ("spec", "stream_format", "Invalid value for 'stream_format': use 'audio' or 'sse'.")
-        )
-    speed = params.get("speed", 1.0)
-    if isinstance(speed, bool) or not isinstance(speed, (int, float)) or not 0.25 <= speed <= 4.0:
-        problems.append(
-            ("spec", "speed", f"speed must be a number from 0.25 to 4.0, not {speed!r}")
-        )
-    voice = params.get("voice")
-    if voice is not None and not (
-        (isinstance(voice, str) and voice)
-        or (isinstance(voice, dict) and isinstance(voice.get("id"), str) and set(voice) == {"id"})
-    ):
-        problems.append(
-            ("spec", "voice", f"voice must be a voice name or {{'id': ...}}, not {voice!r}")
-        )
-    return problems
-
-
-def _transcription_problems(record: RecordedRequest) -> list[tuple[ViolationKind, str | None, str]]:
-    params = record.params
-    problems: list[tuple[ViolationKind, str | None, str]] = []
-    file = params.get("file")
-    if isinstance(file, str):
-        problems.append(("spec", "file", "file must be uploaded as a file part, not a text field"))
-    elif isinstance(file, RecordedFile):
-        extension = (file.filename or "").rpartition(".")[2].lower()
-        if not file.filename or "." not in file.filename or extension not in UPLOAD_EXTENSIONS:
-            problems.append(
-                (
-                    "api",
-                    "file",
-                    f"Invalid file format {file.filename!r}. Supported formats: "
-                    f"{list(UPLOAD_EXTENSIONS)} (the filename's extension names the format)",
-                )
-            )
-        if len(file.data) > MAX_UPLOAD_BYTES:
-            problems.append(
-                (
-                    "limit",
-                    "file",
-                    f"Maximum content size limit ({MAX_UPLOAD_BYTES}) exceeded "
-                    f"({len(file.data)} bytes read)",
-                )
-            )
-    for name in params:
-        if name != "file" and isinstance(params[name], RecordedFile):
-            problems.append(("spec", name, f"{name} must be a text field, not a file part"))
-    fmt = params.get("response_format", "json")
-    if fmt not in _TRANSCRIPTION_FORMATS:
-        problems.append(
-            (
-                "spec",
-                "response_format",
-                f"Invalid value for 'response_format': {fmt!r}; "
-                f"supported values are {', '.join(_TRANSCRIPTION_FORMATS)}.",
-            )
-        )
-    return problems
-
-
-# Which OpenAI models take what, as OpenAI documents it (the SDK's docstrings and the API
-# reference). Unknown models are not checked.
-_TRANSCRIPTION_MODEL_FORMATS: Final[dict[str, tuple[str, ...]]] = {
-    "whisper-1": ("json", "text", "srt", "verbose_json", "vtt"),
-    "gpt-4o-transcribe": ("json", "text"),
-    "gpt-4o-mini-transcribe": ("json", "text"),
-    "gpt-4o-mini-transcribe-2025-12-15": ("json", "text"),
-    "gpt-4o-transcribe-diarize": ("json", "text", "diarized_json"),
-}
-_LOGPROB_MODELS: Final = (
-    "gpt-transcribe",
-    "gpt-4o-transcribe",
-    "gpt-4o-mini-transcribe",
-    "gpt-4o-mini-transcribe-2025-12-15",
-)
-_NO_STEERING_TTS: Final = ("tts-1", "tts-1-hd")
-_NON_REASONING_PREFIXES: Final = ("gpt-4o", "gpt-4.1", "gpt-3.5", "gpt-4-")
-_REASONING_O_SERIES: Final = re.compile(r"^o\d")
-
-
-def _model_rules(record: RecordedRequest) -> None:
-    """Refuse what the named OpenAI model does not take, as the real API does."""
-    params = record.params
-    model = record.model or ""
-    if record.endpoint == "transcriptions":
-        _transcription_model_rules(model, params)
-    elif record.endpoint == "speech":
-        if model in _NO_STEERING_TTS and params.get("instructions"):
-            raise _ModelProblem(f"instructions are not supported by {model}", "instructions")
-        if model in _NO_STEERING_TTS and params.get("stream_format") == "sse":
-            raise _ModelProblem(f"stream_format 'sse' is not supported by {model}", "stream_format")
-    else:
-        reasoning = params.get("reasoning") if record.endpoint == "responses" else None
-        effort = params.get("reasoning_effort") if record.endpoint == "chat" else None
-        if (reasoning or effort) and model.startswith(_NON_REASONING_PREFIXES):
-            param = "reasoning.effort" if reasoning else "reasoning_effort"
-            raise _ModelProblem(
-                f"Unsupported parameter: '{param}' is not supported with this model.", param
-            )
-        for name in ("temperature", "top_p"):
-            if params.get(name) is not None and _REASONING_O_SERIES.match(model):
-                raise _ModelProblem(
-                    f"Unsupported parameter: '{name}' is not supported with this model.", name
-                )
-
-
-def _transcription_model_rules(model: str, params: Mapping[str, Any]) -> None:
-    fmt = str(params.get("response_format", "json"))
-    formats = _TRANSCRIPTION_MODEL_FORMATS.get(model)
-    if formats is not None and fmt not in formats:
-        raise _ModelProblem(
-            f"response_format '{fmt}' is not compatible with model '{model}'; "
-            f"use one of {', '.join(formats)}",
-            "response_format",
-        )
-    if fmt == "diarized_json" and model != "gpt-4o-transcribe-diarize" and model in _KNOWN_STT:
-        raise _ModelProblem(
-            "response_format 'diarized_json' needs model gpt-4o-transcribe-diarize",
-            "response_format",
-        )
-    if params.get("timestamp_granularities") is not None and fmt != "verbose_json":
-        raise _ModelProblem(
-            "timestamp_granularities needs response_format 'verbose_json'",
-            "timestamp_granularities",
-        )
-    include = _as_list(params.get("include"))
-    if "logprobs" in include:
-        if model in _KNOWN_STT and model not in _LOGPROB_MODELS:
-            raise _ModelProblem(
-                f"include[]=logprobs is not supported by {model}; use one of "
-                f"{', '.join(_LOGPROB_MODELS)}",
-                "include",
-            )
-        if fmt != "json":
-            raise _ModelProblem("include[]=logprobs needs response_format 'json'", "include")
-    if model == "gpt-4o-transcribe-diarize":
-        for name in ("prompt", "timestamp_granularities"):
-            if params.get(name) is not None:
-                raise _ModelProblem(f"{name} is not supported by {model}", name)
-    else:
-        for name in ("known_speaker_names", "known_speaker_references"):
-            if params.get(name) is not None and model in _KNOWN_STT:
-                raise _ModelProblem(f"{name} needs model gpt-4o-transcribe-diarize", name)
-    names = _as_list(params.get("known_speaker_names"))
-    references = _as_list(params.get("known_speaker_references"))
-    if len(names) != len(references):
-        raise _ModelProblem(
-            f"known_speaker_names[] ({len(names)}) and known_speaker_references[] "
-            f"({len(references)}) must have the same length",
-            "known_speaker_references",
-        )
-    for reference in references:
-        if not str(reference).startswith("data:"):
-            raise _ModelProblem(
-                "known_speaker_references[] must be data URLs (data:audio/...;base64,...)",
-                "known_speaker_references",
-            )
-    for name in ("keywords", "languages"):
-        if params.get(name) is not None and model in _KNOWN_STT and model != "gpt-transcribe":
-            raise _ModelProblem(f"{name} is supported by gpt-transcribe only, not {model}", name)
-
-
-_KNOWN_STT: Final = frozenset({*_TRANSCRIPTION_MODEL_FORMATS, "gpt-transcribe"})
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -2110,12 +1769,6 @@ def _plain_error_event(_index: int, error: dict[str, Any]) -> dict[str, Any]:
     return {"error": dict(error)}
 
 
-def _truthy(value: Any) -> bool:
-    if isinstance(value, str):
-        return value.strip().lower() == "true"
-    return value is True
-
-
 def _number(value: Any, default: float) -> float:
     if value is None or isinstance(value, bool):
         return default
@@ -2124,14 +1777,6 @@ def _number(value: Any, default: float) -> float:
     except (TypeError, ValueError):
         return default
     return number if math.isfinite(number) else default
-
-
-def _as_list(value: Any) -> list[str]:
-    if value is None:
-        return []
-    if isinstance(value, list):
-        return [str(v) for v in value]
-    return [str(value)]
 
 
 _TOKEN_CHARS: Final = 4
