@@ -173,6 +173,15 @@ def test_assert_complete_reports_unused_items():
     assert "#1 'b'" in str(info.value) and "ValueError('c')" in str(info.value)
 
 
+def test_long_scripts_are_listed_briefly():
+    fake = ScriptedResponder([f"reply {i}" for i in range(12)])
+    list(fake.respond(convo()))
+    with pytest.raises(UnconsumedScriptError) as info:
+        fake.assert_complete()
+    assert "#1 'reply 1'" in str(info.value) and "#5 'reply 5'" in str(info.value)
+    assert "'reply 6'" not in str(info.value) and "and 6 more" in str(info.value)
+
+
 def test_assert_complete_reports_an_unexpected_call_even_if_it_was_swallowed():
     fake = ScriptedTranscriber([])
     with pytest.raises(UnexpectedCallError):

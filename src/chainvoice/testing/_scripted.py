@@ -266,6 +266,13 @@ def _short(value: object, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def _listing(items: Sequence[object], start: int = 0, most: int = 5) -> str:
+    """Numbered short reprs of script items, the first ``most`` of them."""
+    shown = "; ".join(f"#{start + i} {_short(item)}" for i, item in enumerate(items[:most]))
+    more = len(items) - most
+    return (shown or "none") + (f"; and {more} more" if more > 0 else "")
+
+
 class _Script(Generic[T]):
     """The script, the call records and the lock that guards them (shared by sync and async)."""
 
@@ -287,13 +294,11 @@ class _Script(Generic[T]):
                 return record, None
             if self._left:
                 return record, self._left.popleft()
-            listed = (
-                "; ".join(f"#{i} {_short(item)}" for i, item in enumerate(self.scripted)) or "none"
-            )
             error = UnexpectedCallError(
                 f"{self.owner} got call #{record.index} {method}({shown}), but its script "
-                f"has only {len(self.scripted)} item(s), all used ({listed}). Add an item "
-                "for this call, or find why the code under test calls the stage again.",
+                f"has only {len(self.scripted)} item(s), all used ({_listing(self.scripted)}). "
+                "Add an item for this call, or find why the code under test calls the stage "
+                "again.",
                 stage=self.owner,
                 call_index=record.index,
                 scripted=len(self.scripted),
@@ -340,7 +345,7 @@ class _Script(Generic[T]):
             )
         if left:
             used = len(self.scripted) - len(left)
-            listed = "; ".join(f"#{used + i} {_short(item)}" for i, item in enumerate(left))
+            listed = _listing(left, start=used)
             raise UnconsumedScriptError(
                 f"{self.owner}: {len(left)} of {len(self.scripted)} script item(s) were never "
                 f"used (it received {calls} call(s)); unused: {listed}",
