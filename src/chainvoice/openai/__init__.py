@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from chainvoice._errors import ConfigurationError
-from chainvoice.openai._client import ClientSettings, make_async_client, make_sync_client
+from chainvoice.openai._client import ClientSettings, make_client
 from chainvoice.openai._models import (
     DEFAULT_REPLY_MODEL,
     DEFAULT_SPEECH_MODEL,
@@ -137,11 +137,8 @@ def stages(
         timeout=timeout,
         max_retries=max_retries,
     )
-    shared: Any = (
-        make_async_client(client, settings, "AsyncChain.openai")  # type: ignore[arg-type]
-        if asynchronous
-        else make_sync_client(client, settings, "Chain.openai")  # type: ignore[arg-type]
-    )
+    where = "AsyncChain.openai" if asynchronous else "Chain.openai"
+    shared = make_client(client, settings, where, asynchronous=asynchronous)
     t_opts = _options("transcriber_options", transcriber_options, {"model": transcription_model})
     r_opts = _options("responder_options", responder_options, {"model": reply_model})
     s_opts = _options(

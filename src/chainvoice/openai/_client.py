@@ -13,7 +13,7 @@ from chainvoice._errors import AuthenticationError, ConfigurationError
 if TYPE_CHECKING:
     from openai import AsyncOpenAI, OpenAI
 
-__all__ = ["ClientSettings", "make_async_client", "make_sync_client"]
+__all__ = ["ClientSettings", "make_client", "redact"]
 
 _KEY_PATTERN = re.compile(r"\b(sk|sess|rk)-[A-Za-z0-9_\-]{8,}")
 _PLACEHOLDER_KEY = "not-needed"  # for OpenAI-compatible servers that take no key
@@ -85,36 +85,29 @@ def _check_kind(client: object, want_async: bool, stage: str) -> None:
         )
 
 
-def make_sync_client(client: OpenAI | None, settings: ClientSettings, stage: str) -> OpenAI:
-    """The given sync client, or a new one from ``settings`` and the environment.
+def make_client(
+    client: OpenAI | AsyncOpenAI | None,
+    settings: ClientSettings,
+    stage: str,
+    *,
+    asynchronous: bool,
+) -> Any:
+    """The given client (with ``timeout``/``max_retries`` applied), or a new one.
+
+    A new client is an ``AsyncOpenAI`` when ``asynchronous``, else an ``OpenAI``, built
+    from ``settings`` and the environment.
 
     Raises:
-        ConfigurationError: ``client`` is async, or a client and settings were both given.
+        ConfigurationError: ``client`` is of the wrong kind, or a client and connection
+            settings (``api_key``, ``base_url``, ...) were both given.
         AuthenticationError: No key anywhere.
     """
-    from openai import OpenAI
+    from openai import AsyncOpenAI, OpenAI
 
-    if client is not None:
-        _check_kind(client, False, stage)
-        return _adjust(client, settings, stage)
-    return _build(OpenAI, settings)
-
-
-def make_async_client(
-    client: AsyncOpenAI | None, settings: ClientSettings, stage: str
-) -> AsyncOpenAI:
-    """The given async client, or a new one from ``settings`` and the environment.
-
-    Raises:
-        ConfigurationError: ``client`` is sync, or a client and settings were both given.
-        AuthenticationError: No key anywhere.
-    """
-    from openai import AsyncOpenAI
-
-    if client is not None:
-        _check_kind(client, True, stage)
-        return _adjust(client, settings, stage)
-    return _build(AsyncOpenAI, settings)
+    if client is None:
+        return _build(AsyncOpenAI if asynchronous else OpenAI, settings)
+    _check_kind(client, asynchronous, stage)
+    return _adjust(client, settings, stage)
 
 
 def _adjust(client: _C, settings: ClientSettings, stage: str) -> _C:

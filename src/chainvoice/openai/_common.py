@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
 
@@ -25,8 +25,7 @@ from chainvoice.openai._client import (
     ClientSettings,
     base_url_of,
     is_official,
-    make_async_client,
-    make_sync_client,
+    make_client,
     secrets_of,
 )
 from chainvoice.openai._errors import ErrorContext, translate
@@ -35,7 +34,7 @@ from chainvoice.openai._models import Kind, Price, price_for, warn_if_retiring
 if TYPE_CHECKING:
     from openai import AsyncOpenAI, OpenAI
 
-__all__ = ["Attempts", "StageSetup", "make_usage"]
+__all__ = ["Attempts", "OpenAIStage", "StageSetup", "make_usage"]
 
 log = logging.getLogger("chainvoice.openai")
 
@@ -121,17 +120,41 @@ def field(obj: object, name: str, default: Any = None) -> Any:
     return getattr(obj, name, default)
 
 
-_CLIENT_DOC = """
-        client: A ready ``{cls}`` client to use (shared by the stages of a chain).
-        api_key: API key; default ``OPENAI_API_KEY``. Never shown in a repr or message.
-        base_url: Server URL, for OpenAI-compatible servers; default ``OPENAI_BASE_URL``
-            or OpenAI's.
-        organization: OpenAI organization; default ``OPENAI_ORG_ID``.
-        project: OpenAI project; default ``OPENAI_PROJECT_ID``.
-        timeout: Seconds before a request times out (the client's default otherwise).
-        max_retries: Retries for failed requests (the client's default otherwise).
-        prices: Prices by model name that win over :data:`chainvoice.openai.PRICES`.
-"""
+class OpenAIStage:
+    """Base of the OpenAI stages: one constructor for both twins, which differ only in I/O.
+
+    Subclasses set the class attributes; ``_asynchronous`` picks the client kind.
+    """
+
+    _stage: ClassVar[str]
+    _kind: ClassVar[Kind]
+    _default_model: ClassVar[str]
+    _asynchronous: ClassVar[bool]
+    _setup: StageSetup
+
+    def _make_setup(
+        self,
+        model: str | None,
+        client: OpenAI | AsyncOpenAI | None,
+        settings: ClientSettings,
+        prices: Mapping[str, Price] | None,
+    ) -> StageSetup:
+        return StageSetup(
+            stage=self._stage,
+            cls_name=type(self).__name__,
+            kind=self._kind,
+            model=model,
+            default_model=self._default_model,
+            client=client,
+            asynchronous=self._asynchronous,
+            settings=settings,
+            prices=prices,
+        )
+
+    @property
+    def model(self) -> str:
+        """The model this stage uses."""
+        return self._setup.model
 
 
 class StageSetup:
@@ -157,11 +180,7 @@ class StageSetup:
         self.model = model if model is not None else default_model
         if model is not None:
             warn_if_retiring(model, stacklevel=5)
-        self.client: Any = (
-            make_async_client(client, settings, cls_name)  # type: ignore[arg-type]
-            if asynchronous
-            else make_sync_client(client, settings, cls_name)  # type: ignore[arg-type]
-        )
+        self.client: Any = make_client(client, settings, cls_name, asynchronous=asynchronous)
         self.base_url = base_url_of(self.client)
         self.official = is_official(self.client)
         self.prices = dict(prices) if prices is not None else None

@@ -23,6 +23,7 @@ from chainvoice._types import Conversation, Usage
 from chainvoice.openai._client import ClientSettings, redact
 from chainvoice.openai._common import (
     Attempts,
+    OpenAIStage,
     StageSetup,
     TokenCounts,
     field,
@@ -289,36 +290,51 @@ class _ChatReader:
         return [] if self.usage_seen else [self.core.usage(None)]
 
 
-class _ResponderBase:
-    _setup: StageSetup
+class _ResponderBase(OpenAIStage):
+    _stage = "reply"
+    _kind = "reply"
+    _default_model = DEFAULT_REPLY_MODEL
     _core: _ResponderCore
 
-    def _init(
+    def __init__(
         self,
-        model: str | None,
-        asynchronous: bool,
-        client: OpenAI | AsyncOpenAI | None,
-        settings: ClientSettings,
-        prices: Mapping[str, Price] | None,
-        options: dict[str, Any],
+        model: str | None = None,
+        *,
+        api: API = "responses",
+        instructions: str | None = None,
+        temperature: float | None = None,
+        max_output_tokens: int | None = None,
+        reasoning_effort: str | None = AUTO,
+        store: bool = False,
+        extra_body: Mapping[str, Any] | None = None,
+        prices: Mapping[str, Price] | None = None,
+        client: OpenAI | AsyncOpenAI | None = None,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        organization: str | None = None,
+        project: str | None = None,
+        timeout: float | None = None,
+        max_retries: int | None = None,
     ) -> None:
-        self._setup = StageSetup(
-            stage="reply",
-            cls_name=type(self).__name__,
-            kind="reply",
-            model=model,
-            default_model=DEFAULT_REPLY_MODEL,
-            client=client,
-            asynchronous=asynchronous,
-            settings=settings,
-            prices=prices,
+        settings = ClientSettings(
+            api_key=api_key,
+            base_url=base_url,
+            organization=organization,
+            project=project,
+            timeout=timeout,
+            max_retries=max_retries,
         )
-        self._core = _ResponderCore(self._setup, **options)
-
-    @property
-    def model(self) -> str:
-        """The model this stage uses."""
-        return self._setup.model
+        self._setup = self._make_setup(model, client, settings, prices)
+        self._core = _ResponderCore(
+            self._setup,
+            api=api,
+            instructions=instructions,
+            temperature=temperature,
+            max_output_tokens=max_output_tokens,
+            reasoning_effort=reasoning_effort,
+            store=store,
+            extra_body=extra_body,
+        )
 
     @property
     def api(self) -> API:
@@ -365,49 +381,7 @@ class OpenAIResponder(_ResponderBase):
         AuthenticationError: No API key anywhere.
     """
 
-    def __init__(
-        self,
-        model: str | None = None,
-        *,
-        api: API = "responses",
-        instructions: str | None = None,
-        temperature: float | None = None,
-        max_output_tokens: int | None = None,
-        reasoning_effort: str | None = AUTO,
-        store: bool = False,
-        extra_body: Mapping[str, Any] | None = None,
-        prices: Mapping[str, Price] | None = None,
-        client: OpenAI | None = None,
-        api_key: str | None = None,
-        base_url: str | None = None,
-        organization: str | None = None,
-        project: str | None = None,
-        timeout: float | None = None,
-        max_retries: int | None = None,
-    ) -> None:
-        self._init(
-            model,
-            False,
-            client,
-            ClientSettings(
-                api_key=api_key,
-                base_url=base_url,
-                organization=organization,
-                project=project,
-                timeout=timeout,
-                max_retries=max_retries,
-            ),
-            prices,
-            dict(
-                api=api,
-                instructions=instructions,
-                temperature=temperature,
-                max_output_tokens=max_output_tokens,
-                reasoning_effort=reasoning_effort,
-                store=store,
-                extra_body=extra_body,
-            ),
-        )
+    _asynchronous = False
 
     def respond(self, conversation: Conversation) -> Iterator[str | Usage]:
         """Yield the reply's text deltas as they arrive, then one ``Usage`` item.
@@ -445,49 +419,7 @@ class AsyncOpenAIResponder(_ResponderBase):
     Takes the same arguments; ``client`` is an ``AsyncOpenAI``.
     """
 
-    def __init__(
-        self,
-        model: str | None = None,
-        *,
-        api: API = "responses",
-        instructions: str | None = None,
-        temperature: float | None = None,
-        max_output_tokens: int | None = None,
-        reasoning_effort: str | None = AUTO,
-        store: bool = False,
-        extra_body: Mapping[str, Any] | None = None,
-        prices: Mapping[str, Price] | None = None,
-        client: AsyncOpenAI | None = None,
-        api_key: str | None = None,
-        base_url: str | None = None,
-        organization: str | None = None,
-        project: str | None = None,
-        timeout: float | None = None,
-        max_retries: int | None = None,
-    ) -> None:
-        self._init(
-            model,
-            True,
-            client,
-            ClientSettings(
-                api_key=api_key,
-                base_url=base_url,
-                organization=organization,
-                project=project,
-                timeout=timeout,
-                max_retries=max_retries,
-            ),
-            prices,
-            dict(
-                api=api,
-                instructions=instructions,
-                temperature=temperature,
-                max_output_tokens=max_output_tokens,
-                reasoning_effort=reasoning_effort,
-                store=store,
-                extra_body=extra_body,
-            ),
-        )
+    _asynchronous = True
 
     async def respond(self, conversation: Conversation) -> AsyncIterator[str | Usage]:
         """Yield the reply's text deltas as they arrive, then one ``Usage`` item."""

@@ -33,6 +33,7 @@ from chainvoice._types import Usage
 from chainvoice.openai._client import ClientSettings
 from chainvoice.openai._common import (
     Attempts,
+    OpenAIStage,
     StageSetup,
     TokenCounts,
     field,
@@ -509,36 +510,55 @@ def _finish(reader: _AudioReader | _SseReader, lines: list[bytes]) -> list[Audio
     return out + reader.finish()
 
 
-class _SynthesizerBase:
-    _setup: StageSetup
+class _SynthesizerBase(OpenAIStage):
+    _stage = "speech"
+    _kind = "speech"
+    _default_model = DEFAULT_SPEECH_MODEL
     _core: _SynthesizerCore
 
-    def _init(
+    def __init__(
         self,
-        model: str | None,
-        asynchronous: bool,
-        client: OpenAI | AsyncOpenAI | None,
-        settings: ClientSettings,
-        prices: Mapping[str, Price] | None,
-        options: dict[str, Any],
+        model: str | None = None,
+        *,
+        voice: Voice = DEFAULT_VOICE,
+        instructions: str | None = None,
+        fragment_guard: bool = True,
+        speed: float | None = None,
+        response_format: AudioFormat = "pcm",
+        stream_format: StreamFormat = "audio",
+        pcm_rate: int = OPENAI_PCM_RATE,
+        chunk_size: int | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+        prices: Mapping[str, Price] | None = None,
+        client: OpenAI | AsyncOpenAI | None = None,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        organization: str | None = None,
+        project: str | None = None,
+        timeout: float | None = None,
+        max_retries: int | None = None,
     ) -> None:
-        self._setup = StageSetup(
-            stage="speech",
-            cls_name=type(self).__name__,
-            kind="speech",
-            model=model,
-            default_model=DEFAULT_SPEECH_MODEL,
-            client=client,
-            asynchronous=asynchronous,
-            settings=settings,
-            prices=prices,
+        settings = ClientSettings(
+            api_key=api_key,
+            base_url=base_url,
+            organization=organization,
+            project=project,
+            timeout=timeout,
+            max_retries=max_retries,
         )
-        self._core = _SynthesizerCore(self._setup, **options)
-
-    @property
-    def model(self) -> str:
-        """The model this stage uses."""
-        return self._setup.model
+        self._setup = self._make_setup(model, client, settings, prices)
+        self._core = _SynthesizerCore(
+            self._setup,
+            voice=voice,
+            instructions=instructions,
+            fragment_guard=fragment_guard,
+            speed=speed,
+            response_format=response_format,
+            stream_format=stream_format,
+            pcm_rate=pcm_rate,
+            chunk_size=chunk_size,
+            extra_body=extra_body,
+        )
 
     @property
     def instructions(self) -> str | None:
@@ -591,53 +611,7 @@ class OpenAISynthesizer(_SynthesizerBase):
         AuthenticationError: No API key anywhere.
     """
 
-    def __init__(
-        self,
-        model: str | None = None,
-        *,
-        voice: Voice = DEFAULT_VOICE,
-        instructions: str | None = None,
-        fragment_guard: bool = True,
-        speed: float | None = None,
-        response_format: AudioFormat = "pcm",
-        stream_format: StreamFormat = "audio",
-        pcm_rate: int = OPENAI_PCM_RATE,
-        chunk_size: int | None = None,
-        extra_body: Mapping[str, Any] | None = None,
-        prices: Mapping[str, Price] | None = None,
-        client: OpenAI | None = None,
-        api_key: str | None = None,
-        base_url: str | None = None,
-        organization: str | None = None,
-        project: str | None = None,
-        timeout: float | None = None,
-        max_retries: int | None = None,
-    ) -> None:
-        self._init(
-            model,
-            False,
-            client,
-            ClientSettings(
-                api_key=api_key,
-                base_url=base_url,
-                organization=organization,
-                project=project,
-                timeout=timeout,
-                max_retries=max_retries,
-            ),
-            prices,
-            dict(
-                voice=voice,
-                instructions=instructions,
-                fragment_guard=fragment_guard,
-                speed=speed,
-                response_format=response_format,
-                stream_format=stream_format,
-                pcm_rate=pcm_rate,
-                chunk_size=chunk_size,
-                extra_body=extra_body,
-            ),
-        )
+    _asynchronous = False
 
     def synthesize(self, text: str) -> Iterator[Audio | Usage]:
         """Yield audio chunks as they arrive and a ``Usage`` item per request.
@@ -682,53 +656,7 @@ class AsyncOpenAISynthesizer(_SynthesizerBase):
     Takes the same arguments; ``client`` is an ``AsyncOpenAI``.
     """
 
-    def __init__(
-        self,
-        model: str | None = None,
-        *,
-        voice: Voice = DEFAULT_VOICE,
-        instructions: str | None = None,
-        fragment_guard: bool = True,
-        speed: float | None = None,
-        response_format: AudioFormat = "pcm",
-        stream_format: StreamFormat = "audio",
-        pcm_rate: int = OPENAI_PCM_RATE,
-        chunk_size: int | None = None,
-        extra_body: Mapping[str, Any] | None = None,
-        prices: Mapping[str, Price] | None = None,
-        client: AsyncOpenAI | None = None,
-        api_key: str | None = None,
-        base_url: str | None = None,
-        organization: str | None = None,
-        project: str | None = None,
-        timeout: float | None = None,
-        max_retries: int | None = None,
-    ) -> None:
-        self._init(
-            model,
-            True,
-            client,
-            ClientSettings(
-                api_key=api_key,
-                base_url=base_url,
-                organization=organization,
-                project=project,
-                timeout=timeout,
-                max_retries=max_retries,
-            ),
-            prices,
-            dict(
-                voice=voice,
-                instructions=instructions,
-                fragment_guard=fragment_guard,
-                speed=speed,
-                response_format=response_format,
-                stream_format=stream_format,
-                pcm_rate=pcm_rate,
-                chunk_size=chunk_size,
-                extra_body=extra_body,
-            ),
-        )
+    _asynchronous = True
 
     async def synthesize(self, text: str) -> AsyncIterator[Audio | Usage]:
         """Yield audio chunks as they arrive and a ``Usage`` item per request."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 import base64
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import anyio
 
@@ -31,6 +31,7 @@ from chainvoice._types import Logprob, Segment, Transcript, Usage, Word
 from chainvoice.openai._client import ClientSettings
 from chainvoice.openai._common import (
     Attempts,
+    OpenAIStage,
     StageSetup,
     TokenCounts,
     field,
@@ -50,6 +51,7 @@ from chainvoice.openai._models import (
 
 if TYPE_CHECKING:
     from openai import AsyncOpenAI, OpenAI
+    from typing_extensions import Self
 
 __all__ = [
     "AsyncOpenAIStreamingTranscriber",
@@ -529,7 +531,108 @@ def _str_list(value: object, name: str, *, minimum: int) -> list[str]:
     return items
 
 
-_DOC_OPTIONS = """
+class _TranscriberBase(OpenAIStage):
+    _stage = "transcription"
+    _kind = "transcription"
+    _default_model = DEFAULT_TRANSCRIPTION_MODEL
+    _streaming_twin: ClassVar[type[_TranscriberBase] | None] = None
+    _requires_stream: ClassVar[bool] = False
+    _core: _TranscriberCore
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Self:
+        target: type[Any] = cls
+        twin = cls.__dict__.get("_streaming_twin")
+        if twin is not None:
+            model = args[0] if args else kwargs.get("model")
+            if wants_stream(
+                model if isinstance(model, str) else DEFAULT_TRANSCRIPTION_MODEL,
+                kwargs.get("stream"),
+                kwargs.get("response_format"),
+                kwargs.get("timestamp_granularities"),
+            ):
+                target = twin
+        made: Self = object.__new__(target)
+        return made
+
+    def __init__(
+        self,
+        model: str | None = None,
+        *,
+        language: str | None = None,
+        languages: Sequence[str] | None = None,
+        prompt: str | None = None,
+        temperature: float | None = None,
+        keywords: Sequence[str] | None = None,
+        include: Sequence[str] | None = None,
+        timestamp_granularities: Sequence[Granularity] | None = None,
+        response_format: ResponseFormat | None = None,
+        chunking_strategy: str | Mapping[str, Any] | None = None,
+        known_speakers: Mapping[str, Audio | bytes | str] | None = None,
+        stream: bool | None = None,
+        upload_format: UploadFormat = "auto",
+        extra_body: Mapping[str, Any] | None = None,
+        prices: Mapping[str, Price] | None = None,
+        client: OpenAI | AsyncOpenAI | None = None,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        organization: str | None = None,
+        project: str | None = None,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+    ) -> None:
+        settings = ClientSettings(
+            api_key=api_key,
+            base_url=base_url,
+            organization=organization,
+            project=project,
+            timeout=timeout,
+            max_retries=max_retries,
+        )
+        self._setup = self._make_setup(model, client, settings, prices)
+        self._core = _TranscriberCore(
+            self._setup,
+            language=language,
+            languages=languages,
+            prompt=prompt,
+            temperature=temperature,
+            keywords=keywords,
+            include=include,
+            timestamp_granularities=timestamp_granularities,
+            response_format=response_format,
+            chunking_strategy=chunking_strategy,
+            known_speakers=known_speakers,
+            stream=stream,
+            upload_format=upload_format,
+            extra_body=extra_body,
+        )
+        if self._requires_stream and not self._core.stream:
+            raise ConfigurationError(
+                f"model {self.model!r} with these options does not stream; use "
+                f"{type(self).__name__.replace('Streaming', '')}, or pass stream=True for a "
+                "server that streams"
+            )
+
+    @property
+    def streams(self) -> bool:
+        """Whether this transcriber streams text as it is recognised."""
+        return self._core.stream
+
+    def __repr__(self) -> str:
+        return stage_repr(
+            type(self).__name__,
+            self._setup,
+            language=self._core.options.get("language"),
+            response_format=self._core.response_format,
+        )
+
+
+class OpenAITranscriber(_TranscriberBase):
+    """Speech to text with OpenAI (or a compatible server), one request per call.
+
+    Constructing one returns an :class:`OpenAIStreamingTranscriber` (a subclass that also has
+    ``transcribe_stream``) when the transcriber streams: by default for models known to
+    stream, never with ``stream=False``. The upload is 16 kHz mono WAV (see the module).
+
     Args:
         model: The model (default ``gpt-transcribe``); any name is sent as is.
         language: The spoken language as ISO-639-1 (e.g. ``"en"``); improves accuracy.
@@ -551,140 +654,22 @@ _DOC_OPTIONS = """
         upload_format: ``"auto"`` (16 kHz mono WAV, FLAC when that does not fit), ``"wav"``
             or ``"flac"`` (needs ffmpeg).
         extra_body: More JSON fields to send, for parameters chainvoice does not name.
-"""
+        prices: Prices by model name that win over :data:`chainvoice.openai.PRICES`.
+        client: A ready ``OpenAI`` client (shared by the stages of a chain).
+        api_key: API key; default ``OPENAI_API_KEY``. Never shown in a repr or message.
+        base_url: Server URL for OpenAI-compatible servers; default ``OPENAI_BASE_URL``.
+        organization: OpenAI organization; default ``OPENAI_ORG_ID``.
+        project: OpenAI project; default ``OPENAI_PROJECT_ID``.
+        timeout: Seconds before a request times out.
+        max_retries: Retries of failed requests (the client's policy; 2 by default).
 
-
-class _TranscriberBase:
-    _setup: StageSetup
-    _core: _TranscriberCore
-
-    def _init(
-        self,
-        model: str | None,
-        asynchronous: bool,
-        client: OpenAI | AsyncOpenAI | None,
-        settings: ClientSettings,
-        prices: Mapping[str, Price] | None,
-        options: dict[str, Any],
-    ) -> None:
-        self._setup = StageSetup(
-            stage="transcription",
-            cls_name=type(self).__name__,
-            kind="transcription",
-            model=model,
-            default_model=DEFAULT_TRANSCRIPTION_MODEL,
-            client=client,
-            asynchronous=asynchronous,
-            settings=settings,
-            prices=prices,
-        )
-        self._core = _TranscriberCore(self._setup, **options)
-
-    @property
-    def model(self) -> str:
-        """The model this stage uses."""
-        return self._setup.model
-
-    @property
-    def streams(self) -> bool:
-        """Whether this transcriber streams text as it is recognised."""
-        return self._core.stream
-
-    def __repr__(self) -> str:
-        return stage_repr(
-            type(self).__name__,
-            self._setup,
-            language=self._core.options.get("language"),
-            response_format=self._core.response_format,
-        )
-
-
-def _new_transcriber(
-    cls: type[Any], streaming_cls: type[Any], base: type[Any], kwargs: dict[str, Any]
-) -> Any:
-    if cls is base:
-        model = kwargs.get("model")
-        if wants_stream(
-            model if isinstance(model, str) else DEFAULT_TRANSCRIPTION_MODEL,
-            kwargs.get("stream"),
-            kwargs.get("response_format"),
-            kwargs.get("timestamp_granularities"),
-        ):
-            cls = streaming_cls
-    return object.__new__(cls)
-
-
-class OpenAITranscriber(_TranscriberBase):
-    """Speech to text with OpenAI (or a compatible server), one request per call.
-
-    Constructing one returns an :class:`OpenAIStreamingTranscriber` (a subclass that also has
-    ``transcribe_stream``) when the transcriber streams: by default for models known to
-    stream, never with ``stream=False``.
+    Raises:
+        UnsupportedParameterError: A known model does not take an option given.
+        ConfigurationError: An option out of range, or options that cannot go together.
+        AuthenticationError: No API key anywhere.
     """
 
-    def __new__(cls, *args: Any, **kwargs: Any) -> OpenAITranscriber:
-        if args:
-            kwargs = {"model": args[0], **kwargs}
-        made: OpenAITranscriber = _new_transcriber(
-            cls, OpenAIStreamingTranscriber, OpenAITranscriber, kwargs
-        )
-        return made
-
-    def __init__(
-        self,
-        model: str | None = None,
-        *,
-        language: str | None = None,
-        languages: Sequence[str] | None = None,
-        prompt: str | None = None,
-        temperature: float | None = None,
-        keywords: Sequence[str] | None = None,
-        include: Sequence[str] | None = None,
-        timestamp_granularities: Sequence[Granularity] | None = None,
-        response_format: ResponseFormat | None = None,
-        chunking_strategy: str | Mapping[str, Any] | None = None,
-        known_speakers: Mapping[str, Audio | bytes | str] | None = None,
-        stream: bool | None = None,
-        upload_format: UploadFormat = "auto",
-        extra_body: Mapping[str, Any] | None = None,
-        prices: Mapping[str, Price] | None = None,
-        client: OpenAI | None = None,
-        api_key: str | None = None,
-        base_url: str | None = None,
-        organization: str | None = None,
-        project: str | None = None,
-        timeout: float | None = None,
-        max_retries: int | None = None,
-    ) -> None:
-        self._init(
-            model,
-            False,
-            client,
-            ClientSettings(
-                api_key=api_key,
-                base_url=base_url,
-                organization=organization,
-                project=project,
-                timeout=timeout,
-                max_retries=max_retries,
-            ),
-            prices,
-            dict(
-                language=language,
-                languages=languages,
-                prompt=prompt,
-                temperature=temperature,
-                keywords=keywords,
-                include=include,
-                timestamp_granularities=timestamp_granularities,
-                response_format=response_format,
-                chunking_strategy=chunking_strategy,
-                known_speakers=known_speakers,
-                stream=stream,
-                upload_format=upload_format,
-                extra_body=extra_body,
-            ),
-        )
+    _asynchronous = False
 
     def transcribe(self, audio: Audio) -> Transcript:
         """Transcribe ``audio`` in one request (streamed and collected when the model streams).
@@ -712,13 +697,7 @@ class OpenAITranscriber(_TranscriberBase):
 class OpenAIStreamingTranscriber(OpenAITranscriber):
     """An :class:`OpenAITranscriber` that also streams text as it is recognised."""
 
-    def __init__(self, model: str | None = None, **kwargs: Any) -> None:
-        super().__init__(model, **kwargs)
-        if not self._core.stream:
-            raise ConfigurationError(
-                f"model {self.model!r} with these options does not stream; use "
-                "OpenAITranscriber, or pass stream=True for a server that streams"
-            )
+    _requires_stream = True
 
     def transcribe_stream(self, audio: Audio) -> Iterator[str | Transcript]:
         """Yield text deltas as they are recognised, then the final ``Transcript``.
@@ -759,72 +738,11 @@ def _sync_stream(
 class AsyncOpenAITranscriber(_TranscriberBase):
     """The async twin of :class:`OpenAITranscriber` (over an ``AsyncOpenAI`` client).
 
-    Constructing one returns an :class:`AsyncOpenAIStreamingTranscriber` when it streams.
+    Takes the same arguments; ``client`` is an ``AsyncOpenAI``. Constructing one returns an
+    :class:`AsyncOpenAIStreamingTranscriber` when it streams.
     """
 
-    def __new__(cls, *args: Any, **kwargs: Any) -> AsyncOpenAITranscriber:
-        if args:
-            kwargs = {"model": args[0], **kwargs}
-        made: AsyncOpenAITranscriber = _new_transcriber(
-            cls, AsyncOpenAIStreamingTranscriber, AsyncOpenAITranscriber, kwargs
-        )
-        return made
-
-    def __init__(
-        self,
-        model: str | None = None,
-        *,
-        language: str | None = None,
-        languages: Sequence[str] | None = None,
-        prompt: str | None = None,
-        temperature: float | None = None,
-        keywords: Sequence[str] | None = None,
-        include: Sequence[str] | None = None,
-        timestamp_granularities: Sequence[Granularity] | None = None,
-        response_format: ResponseFormat | None = None,
-        chunking_strategy: str | Mapping[str, Any] | None = None,
-        known_speakers: Mapping[str, Audio | bytes | str] | None = None,
-        stream: bool | None = None,
-        upload_format: UploadFormat = "auto",
-        extra_body: Mapping[str, Any] | None = None,
-        prices: Mapping[str, Price] | None = None,
-        client: AsyncOpenAI | None = None,
-        api_key: str | None = None,
-        base_url: str | None = None,
-        organization: str | None = None,
-        project: str | None = None,
-        timeout: float | None = None,
-        max_retries: int | None = None,
-    ) -> None:
-        self._init(
-            model,
-            True,
-            client,
-            ClientSettings(
-                api_key=api_key,
-                base_url=base_url,
-                organization=organization,
-                project=project,
-                timeout=timeout,
-                max_retries=max_retries,
-            ),
-            prices,
-            dict(
-                language=language,
-                languages=languages,
-                prompt=prompt,
-                temperature=temperature,
-                keywords=keywords,
-                include=include,
-                timestamp_granularities=timestamp_granularities,
-                response_format=response_format,
-                chunking_strategy=chunking_strategy,
-                known_speakers=known_speakers,
-                stream=stream,
-                upload_format=upload_format,
-                extra_body=extra_body,
-            ),
-        )
+    _asynchronous = True
 
     async def transcribe(self, audio: Audio) -> Transcript:
         """Transcribe ``audio`` in one request; see :meth:`OpenAITranscriber.transcribe`."""
@@ -846,13 +764,7 @@ class AsyncOpenAITranscriber(_TranscriberBase):
 class AsyncOpenAIStreamingTranscriber(AsyncOpenAITranscriber):
     """An :class:`AsyncOpenAITranscriber` that also streams text as it is recognised."""
 
-    def __init__(self, model: str | None = None, **kwargs: Any) -> None:
-        super().__init__(model, **kwargs)
-        if not self._core.stream:
-            raise ConfigurationError(
-                f"model {self.model!r} with these options does not stream; use "
-                "AsyncOpenAITranscriber, or pass stream=True for a server that streams"
-            )
+    _requires_stream = True
 
     def transcribe_stream(self, audio: Audio) -> AsyncIterator[str | Transcript]:
         """Yield text deltas as they are recognised, then the final ``Transcript``."""
@@ -883,3 +795,7 @@ async def _async_stream(
         finally:
             await stream.close()
         await anyio.sleep(delay)
+
+
+OpenAITranscriber._streaming_twin = OpenAIStreamingTranscriber
+AsyncOpenAITranscriber._streaming_twin = AsyncOpenAIStreamingTranscriber
