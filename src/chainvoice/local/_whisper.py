@@ -6,7 +6,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -220,11 +220,23 @@ class LocalTranscriber:
         assert final is not None
         return final
 
-    def transcribe_stream(self, audio: Audio) -> Iterator[str | Transcript]:
-        """Yield the text of each segment as it is recognised, then the whole ``Transcript``."""
+    def transcribe_stream(
+        self, audio: Audio, *, progress: Callable[[float, float], None] | None = None
+    ) -> Iterator[str | Transcript]:
+        """Yield the text of each segment as it is recognised, then the whole ``Transcript``.
+
+        Args:
+            audio: The speech to transcribe.
+            progress: Called after each segment with the seconds transcribed so far and
+                the audio's length in seconds.
+
+        Raises:
+            EmptyAudioError: ``audio`` has no frames.
+        """
         samples = _whisper_input(audio)
         model = self._model()
         started = time.perf_counter()
+        total = len(samples) / WHISPER_RATE
         segments_iter, info = model.transcribe(
             samples,
             language=self.language,
@@ -260,8 +272,10 @@ class LocalTranscriber:
                 )
             )
             text += piece
+            if progress is not None:
+                progress(min(float(seg.end), total), total)
             yield piece
-        duration = len(samples) / WHISPER_RATE
+        duration = total
         logger.debug("transcribed %.2fs of audio in %.2fs", duration, time.perf_counter() - started)
         yield Transcript(
             text,

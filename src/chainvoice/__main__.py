@@ -1,0 +1,5 @@
+"""``python -m chainvoice``: the ``chainvoice`` command."""
+
+from chainvoice.cli import main
+
+raise SystemExit(main())
