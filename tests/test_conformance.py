@@ -343,6 +343,36 @@ def test_a_stage_that_never_finishes_times_out():
     assert info.value.report.calls == 1  # no point calling a stage that may still be busy
 
 
+def test_an_async_stage_may_return_a_sync_generator():
+    release = threading.Event()
+
+    class LazyTTS:
+        def __init__(self, hang: bool = False) -> None:
+            self.hang = hang
+
+        async def synthesize(self, text: str) -> Iterator[cv.Audio]:
+            return self.chunks()
+
+        def chunks(self) -> Iterator[cv.Audio]:
+            if self.hang:
+                release.wait(10)
+            yield tone()
+            yield tone()
+
+    report = check_synthesizer(LazyTTS())
+    assert report.asynchronous and report.streaming and not report.warnings
+
+    # stepped in a thread, so a hang is cut by the timeout instead of hanging the check
+    start = time.monotonic()
+    try:
+        with pytest.raises(ConformanceError) as info:
+            check_synthesizer(LazyTTS(hang=True), timeout=0.1)
+    finally:
+        release.set()
+    assert time.monotonic() - start < 5
+    assert "did not finish within 0.1 s" in violated(info, "timeout").problem
+
+
 def test_every_violation_is_listed():
     class TwiceBrokenTTS:
         def synthesize(self, text: str) -> Iterator[cv.Audio]:

@@ -31,6 +31,7 @@ import itertools
 import math
 import re
 import threading
+import time
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from typing import Any, Literal, TypeVar
 
@@ -178,6 +179,7 @@ class _Outcome:
     timed_out: bool = False
     lag: float = 0.0
     awaited: bool = False  # the call returned an awaitable; ``kind`` is that of its result
+    all_at_once: bool = False  # ... and that awaitable gave a ready list or tuple
 
     @property
     def streamed(self) -> bool:
@@ -260,6 +262,32 @@ async def _consume_async(result: Any, out: _Outcome, stop_after: int | None) -> 
                     await ait.__anext__()
 
 
+async def _in_daemon_thread(fn: Callable[[], object]) -> None:
+    """Run ``fn`` in a daemon thread; unlike ``asyncio.to_thread`` a hung ``fn`` is left behind."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[None] = loop.create_future()
+
+    def settle(error: BaseException | None) -> None:
+        if done.done():
+            return
+        if error is None:
+            done.set_result(None)
+        else:
+            done.set_exception(error)
+
+    def target() -> None:
+        error: BaseException | None = None
+        try:
+            fn()
+        except BaseException as exc:  # handed to the waiting task
+            error = exc
+        with contextlib.suppress(RuntimeError):  # the loop was closed after a timeout
+            loop.call_soon_threadsafe(settle, error)
+
+    threading.Thread(target=target, daemon=True, name="chainvoice-conformance").start()
+    await done
+
+
 async def _finish_async(
     result: Any, out: _Outcome, want_items: bool, stop_after: int | None
 ) -> None:
@@ -268,10 +296,11 @@ async def _finish_async(
             out.awaited = True
             result = await result
         out.kind = _kind(result)
+        out.all_at_once = out.awaited and isinstance(result, (list, tuple))
         if want_items and out.kind == "async":
             await _consume_async(result, out, stop_after)
-        elif want_items and out.kind == "sync":
-            _consume_sync(result, out, stop_after)
+        elif want_items and out.kind == "sync":  # stepped off the loop, as a chain does
+            await _in_daemon_thread(functools.partial(_consume_sync, result, out, stop_after))
         else:
             out.value = result
     except Exception as exc:
@@ -330,9 +359,8 @@ class _Caller:
             return
         try:
             loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.run_until_complete(loop.shutdown_default_executor())
         finally:
-            loop.close()
+            loop.close()  # does not wait for threads a stage may have left running
 
     def _run_on_loop(self, make: Callable[[], Coroutine[Any, Any, None]]) -> tuple[bool, float]:
         """Run a coroutine with a deadline and a lag ticker; return (finished, lag)."""
@@ -378,8 +406,9 @@ class _Caller:
         ]
         for t in threads:
             t.start()
+        deadline = time.monotonic() + self.timeout
         for t in threads:
-            t.join(self.timeout)
+            t.join(max(0.0, deadline - time.monotonic()))
         results: list[R | None] = []
         for box in boxes:
             if not box:
@@ -410,13 +439,7 @@ class _Caller:
                 except Exception as exc:
                     out.error = exc
                     return
-                out.kind = _kind(result)
-                if out.kind in ("awaitable", "async"):
-                    await _finish_async(result, out, want_items, stop_after)
-                elif out.kind == "sync" and want_items:
-                    _consume_sync(result, out, stop_after)
-                else:
-                    out.value = result
+                await _finish_async(result, out, want_items, stop_after)
 
             async def together() -> None:
                 await asyncio.gather(*(one(fn, out) for fn, out in zip(fns, outs, strict=True)))
@@ -696,7 +719,7 @@ class _Check:
 
     def all_at_once(self, out: _Outcome, method: str) -> None:
         """Warn when a coroutine returned all the output at once (works, but never streams)."""
-        if out.awaited:
+        if out.all_at_once:
             self.warn(
                 f"{method} is a coroutine that returns all its output at once: a chain "
                 "accepts that, but nothing streams; make it an async generator (`async def` "
@@ -1077,7 +1100,7 @@ class _ResponderCheck(_Check):
                 )
                 return None
         else:
-            self.streaming = not out.awaited
+            self.streaming = not out.all_at_once
             self.all_at_once(out, "respond")
             self.mark("items")
             parts = []
@@ -1215,7 +1238,7 @@ class _SynthesizerCheck(_Check):
                 "yield the synthesized speech as Audio chunks with at least one frame",
             )
             return
-        if len(chunks) > 1 and not out.awaited:
+        if len(chunks) > 1 and not out.all_at_once:
             self.streaming = True
         self.check_format(chunks, label, context)
 
