@@ -647,3 +647,30 @@ def test_bad_arguments_to_the_checks():
         check_transcriber(ScriptedTranscriber(), audio=b"RIFF")  # type: ignore[arg-type]
     with pytest.raises(cv.ConfigurationError, match="must end with a user message"):
         check_responder(ScriptedResponder(), conversation=cv.Conversation())
+
+
+# --------------------------------------------------------------------------- real adapters
+
+
+@pytest.mark.parametrize("asynchronous", [False, True], ids=["sync", "async"])
+def test_the_openai_stages_pass_against_the_fake_server(asynchronous: bool) -> None:
+    """No false alarms on real adapters: the OpenAI stages over the wire-level fake."""
+    import chainvoice.openai as co
+    from chainvoice.testing import FakeOpenAI
+
+    fake = FakeOpenAI()
+    client = fake.async_client() if asynchronous else fake.client()
+    prefix = "Async" if asynchronous else ""
+    stages = {
+        "transcriber": getattr(co, prefix + "OpenAITranscriber")(client=client),
+        "responder": getattr(co, prefix + "OpenAIResponder")(client=client),
+        "synthesizer": getattr(co, prefix + "OpenAISynthesizer")(client=client),
+    }
+    reports = [
+        check_transcriber(stages["transcriber"]),
+        check_responder(stages["responder"]),
+        check_synthesizer(stages["synthesizer"]),
+    ]
+    assert [r.asynchronous for r in reports] == [asynchronous] * 3
+    assert all(r.streaming for r in reports)
+    assert all(not r.warnings for r in reports), [r.warnings for r in reports]
