@@ -670,6 +670,19 @@ class ScriptedTranscriber(_TranscriberBase):
         language: str | None = ...,
     ) -> StreamingScriptedTranscriber: ...
 
+    @overload
+    def __new__(
+        cls,
+        script: Iterable[TranscriberItem] = ...,
+        *,
+        stream: bool,
+        delay: float = ...,
+        chunk_delay: float = ...,
+        usage: bool | Usage = ...,
+        model: str = ...,
+        language: str | None = ...,
+    ) -> ScriptedTranscriber: ...
+
     def __new__(cls, *args: Any, stream: bool = False, **kwargs: Any) -> ScriptedTranscriber:
         if stream and not issubclass(cls, StreamingScriptedTranscriber):
             cls = StreamingScriptedTranscriber
@@ -723,6 +736,19 @@ class AsyncScriptedTranscriber(_TranscriberBase):
         model: str = ...,
         language: str | None = ...,
     ) -> AsyncStreamingScriptedTranscriber: ...
+
+    @overload
+    def __new__(
+        cls,
+        script: Iterable[TranscriberItem] = ...,
+        *,
+        stream: bool,
+        delay: float = ...,
+        chunk_delay: float = ...,
+        usage: bool | Usage = ...,
+        model: str = ...,
+        language: str | None = ...,
+    ) -> AsyncScriptedTranscriber: ...
 
     def __new__(cls, *args: Any, stream: bool = False, **kwargs: Any) -> AsyncScriptedTranscriber:
         if stream and not issubclass(cls, AsyncStreamingScriptedTranscriber):
