@@ -626,3 +626,41 @@ def test_extra_body_reaches_the_wire_and_the_spec_check_sees_it(fake: FakeOpenAI
         collect(r.respond(CONVERSATION))
     violations = fake.take_violations()
     assert violations and any("not_a_parameter" in v.message for v in violations)
+
+
+def _first_then_stop(items: Iterable[Any] | AsyncIterable[Any], kind: type) -> Any:
+    """Take the first item of ``kind`` and close the stream there (a barge-in)."""
+
+    async def run_async() -> Any:
+        agen = items.__aiter__()  # type: ignore[union-attr]
+        try:
+            async for item in agen:
+                if isinstance(item, kind):
+                    return item
+        finally:
+            await agen.aclose()
+        return None
+
+    if isinstance(items, AsyncIterable):
+        return asyncio.run(run_async())
+    gen = iter(items)
+    try:
+        for item in gen:
+            if isinstance(item, kind):
+                return item
+    finally:
+        gen.close()  # type: ignore[attr-defined]
+    return None
+
+
+def test_closing_a_stream_early_closes_the_response(fake: FakeOpenAI, asynchronous: bool) -> None:
+    fake.add_replies("One. Two. Three. Four. Five. Six. Seven.")
+    r = make("r", asynchronous, fake)
+    assert isinstance(_first_then_stop(r.respond(CONVERSATION), str), str)
+    s = make("s", asynchronous, fake)
+    text = "A long sentence that makes plenty of audio for the test to stop early."
+    assert isinstance(_first_then_stop(s.synthesize(text), cv.Audio), cv.Audio)
+    t = make("t", asynchronous, fake)
+    assert isinstance(_first_then_stop(t.transcribe_stream(speech()), str), str)
+    for request in fake.requests:
+        assert request.progress.status == "closed", request

@@ -8,9 +8,11 @@ reads responses without doing any I/O; the twins only move bytes and events betw
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, ClassVar
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
+import anyio
 import attrs
 
 from chainvoice._errors import (
@@ -34,7 +36,14 @@ from chainvoice.openai._models import Kind, Price, price_for, warn_if_retiring
 if TYPE_CHECKING:
     from openai import AsyncOpenAI, OpenAI
 
-__all__ = ["Attempts", "OpenAIStage", "StageSetup", "make_usage"]
+__all__ = [
+    "Attempts",
+    "OpenAIStage",
+    "StageSetup",
+    "astream_with_retries",
+    "make_usage",
+    "stream_with_retries",
+]
 
 log = logging.getLogger("chainvoice.openai")
 
@@ -244,6 +253,85 @@ class Attempts:
             delay,
         )
         return delay
+
+
+T = TypeVar("T")
+
+
+def stream_with_retries(
+    setup: StageSetup,
+    open_stream: Callable[[], Any],
+    consume: Callable[[Any], Iterable[T]],
+    *,
+    shows: Callable[[T], bool],
+) -> Iterator[T]:
+    """Open a streamed request and pass on what ``consume`` reads from it, with the retry rule.
+
+    Args:
+        setup: The stage (for errors and the retry count).
+        open_stream: Sends the request; returns a context manager (an SDK stream, or a
+            ``with_streaming_response`` call) whose ``__enter__`` gives the response.
+        consume: Reads the response, yielding items for the user.
+        shows: Whether an item is output the user sees (text or audio, not usage); after
+            one, a failure is raised and the request is never sent again.
+
+    Raises:
+        ChainvoiceError: What the request or the stream failed with (see :class:`Attempts`).
+    """
+    attempts = Attempts(setup)
+    while True:
+        try:
+            opened = open_stream()
+            response = opened.__enter__()
+        except Exception as exc:
+            raise attempts.opening_failed(exc) from exc
+        items = iter(consume(response))
+        try:
+            for item in items:
+                if shows(item):
+                    attempts.delivered = True
+                yield item
+            return
+        except Exception as exc:
+            delay = attempts.stream_failed(exc)
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
+            opened.__exit__(None, None, None)
+        time.sleep(delay)
+
+
+async def astream_with_retries(
+    setup: StageSetup,
+    open_stream: Callable[[], Awaitable[Any]],
+    consume: Callable[[Any], AsyncIterator[T]],
+    *,
+    shows: Callable[[T], bool],
+) -> AsyncIterator[T]:
+    """The async twin of :func:`stream_with_retries` (``open_stream`` is awaited, then entered)."""
+    attempts = Attempts(setup)
+    while True:
+        try:
+            opened = await open_stream()
+            response = await opened.__aenter__()
+        except Exception as exc:
+            raise attempts.opening_failed(exc) from exc
+        items = consume(response)
+        try:
+            async for item in items:
+                if shows(item):
+                    attempts.delivered = True
+                yield item
+            return
+        except Exception as exc:
+            delay = attempts.stream_failed(exc)
+        finally:
+            aclose = getattr(items, "aclose", None)
+            if aclose is not None:
+                await aclose()
+            await opened.__aexit__(None, None, None)
+        await anyio.sleep(delay)
 
 
 def stage_repr(name: str, setup: StageSetup, **extra: object) -> str:

@@ -7,11 +7,8 @@ stored on the server unless ``store=True``.
 
 from __future__ import annotations
 
-import time
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Literal
-
-import anyio
 
 from chainvoice._errors import (
     BadRequestError,
@@ -22,14 +19,15 @@ from chainvoice._errors import (
 from chainvoice._types import Conversation, Usage
 from chainvoice.openai._client import ClientSettings, redact
 from chainvoice.openai._common import (
-    Attempts,
     OpenAIStage,
     StageSetup,
     TokenCounts,
+    astream_with_retries,
     field,
     int_or_zero,
     make_usage,
     stage_repr,
+    stream_with_retries,
 )
 from chainvoice.openai._models import (
     DEFAULT_REPLY_MODEL,
@@ -392,25 +390,16 @@ class OpenAIResponder(_ResponderBase):
         """
         core, setup = self._core, self._setup
         kwargs = core.request(conversation)
-        attempts = Attempts(setup)
-        while True:
-            try:
-                stream = core.create(setup.client)(**kwargs)
-            except Exception as exc:
-                raise attempts.opening_failed(exc) from exc
+
+        def consume(stream: Iterable[object]) -> Iterator[str | Usage]:
             reader = core.reader()
-            try:
-                for event in stream:
-                    for item in reader.feed(event):
-                        attempts.delivered = attempts.delivered or isinstance(item, str)
-                        yield item
-                yield from reader.finish()
-                return
-            except Exception as exc:
-                delay = attempts.stream_failed(exc)
-            finally:
-                stream.close()
-            time.sleep(delay)
+            for event in stream:
+                yield from reader.feed(event)
+            yield from reader.finish()
+
+        return stream_with_retries(
+            setup, lambda: core.create(setup.client)(**kwargs), consume, shows=_is_text
+        )
 
 
 class AsyncOpenAIResponder(_ResponderBase):
@@ -421,27 +410,24 @@ class AsyncOpenAIResponder(_ResponderBase):
 
     _asynchronous = True
 
-    async def respond(self, conversation: Conversation) -> AsyncIterator[str | Usage]:
+    def respond(self, conversation: Conversation) -> AsyncIterator[str | Usage]:
         """Yield the reply's text deltas as they arrive, then one ``Usage`` item."""
         core, setup = self._core, self._setup
         kwargs = core.request(conversation)
-        attempts = Attempts(setup)
-        while True:
-            try:
-                stream = await core.create(setup.client)(**kwargs)
-            except Exception as exc:
-                raise attempts.opening_failed(exc) from exc
+
+        async def open_stream() -> Any:
+            return await core.create(setup.client)(**kwargs)
+
+        async def consume(stream: AsyncIterable[object]) -> AsyncIterator[str | Usage]:
             reader = core.reader()
-            try:
-                async for event in stream:
-                    for item in reader.feed(event):
-                        attempts.delivered = attempts.delivered or isinstance(item, str)
-                        yield item
-                for item in reader.finish():
+            async for event in stream:
+                for item in reader.feed(event):
                     yield item
-                return
-            except Exception as exc:
-                delay = attempts.stream_failed(exc)
-            finally:
-                await stream.close()
-            await anyio.sleep(delay)
+            for item in reader.finish():
+                yield item
+
+        return astream_with_retries(setup, open_stream, consume, shows=_is_text)
+
+
+def _is_text(item: object) -> bool:
+    return isinstance(item, str)

@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import re
 import struct
-import time
 from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Literal
-
-import anyio
 
 from chainvoice import _codecs
 from chainvoice._audio import Audio
@@ -32,14 +30,15 @@ from chainvoice._errors import (
 from chainvoice._types import Usage
 from chainvoice.openai._client import ClientSettings
 from chainvoice.openai._common import (
-    Attempts,
     OpenAIStage,
     StageSetup,
     TokenCounts,
+    astream_with_retries,
     field,
     int_or_zero,
     make_usage,
     stage_repr,
+    stream_with_retries,
 )
 from chainvoice.openai._models import (
     DEFAULT_SPEECH_MODEL,
@@ -488,26 +487,64 @@ class _SynthesizerCore:
         )
 
 
-def _feed_bytes(reader: _AudioReader | _SseReader, data: bytes, lines: list[bytes]) -> list[Audio]:
-    """Pass bytes to a raw reader, or split them into lines for the SSE reader."""
-    if isinstance(reader, _AudioReader):
-        return reader.feed(data)
-    lines.append(data)
-    joined = b"".join(lines)
-    *complete, rest = re.split(rb"\r\n|\r|\n", joined)
-    lines[:] = [rest] if rest else []
-    out: list[Audio] = []
-    for line in complete:
-        out += reader.feed_line(line.decode("utf-8", "replace"))
-    return out
+class _Reading:
+    """One speech response being read: bytes in, audio chunks out, then the usage item."""
+
+    def __init__(self, core: _SynthesizerCore, piece: str, content_type: str | None) -> None:
+        self.core = core
+        self.piece = piece
+        self.reader = core.reader(content_type)
+        self.partial_line = b""
+
+    def feed(self, data: bytes) -> list[Audio]:
+        """Audio decoded from ``data`` (SSE bodies are split into lines first)."""
+        if isinstance(self.reader, _AudioReader):
+            return self.reader.feed(data)
+        *lines, self.partial_line = re.split(rb"\r\n|\r|\n", self.partial_line + data)
+        out: list[Audio] = []
+        for line in lines:
+            out += self.reader.feed_line(line.decode("utf-8", "replace"))
+        return out
+
+    def finish(self) -> list[Audio | Usage]:
+        """The last audio, then this request's usage.
+
+        Raises:
+            StreamInterruptedError: An SSE stream ended before ``speech.audio.done``.
+        """
+        out: list[Audio | Usage] = []
+        if isinstance(self.reader, _SseReader) and self.partial_line:
+            out += self.reader.feed_line(self.partial_line.decode("utf-8", "replace"))
+            self.partial_line = b""
+        out += self.reader.finish()
+        out.append(self.core.usage(self.piece, self.reader))
+        return out
+
+    def consume(self, response: Any) -> Iterator[Audio | Usage]:
+        """Read a sync ``with_streaming_response`` response."""
+        for data in response.iter_bytes(self.core.chunk_size):
+            yield from self.feed(data)
+        yield from self.finish()
+
+    async def aconsume(self, response: Any) -> AsyncIterator[Audio | Usage]:
+        """Read an async ``with_streaming_response`` response."""
+        async for data in response.iter_bytes(self.core.chunk_size):
+            for chunk in self.feed(data):
+                yield chunk
+        for item in self.finish():
+            yield item
 
 
-def _finish(reader: _AudioReader | _SseReader, lines: list[bytes]) -> list[Audio]:
-    out: list[Audio] = []
-    if isinstance(reader, _SseReader) and lines:
-        out += reader.feed_line(b"".join(lines).decode("utf-8", "replace"))
-        lines.clear()
-    return out + reader.finish()
+def _consume(core: _SynthesizerCore, piece: str, response: Any) -> Iterator[Audio | Usage]:
+    return _Reading(core, piece, response.headers.get("content-type")).consume(response)
+
+
+def _aconsume(core: _SynthesizerCore, piece: str, response: Any) -> AsyncIterator[Audio | Usage]:
+    return _Reading(core, piece, response.headers.get("content-type")).aconsume(response)
+
+
+def _is_audio(item: object) -> bool:
+    return isinstance(item, Audio)
 
 
 class _SynthesizerBase(OpenAIStage):
@@ -622,32 +659,14 @@ class OpenAISynthesizer(_SynthesizerBase):
         audio was delivered raises :class:`~chainvoice.StreamInterruptedError`.
         """
         core, setup = self._core, self._setup
+        create = setup.client.audio.speech.with_streaming_response.create
         for piece in core.pieces(text):
-            kwargs = core.request(piece)
-            attempts = Attempts(setup)
-            while True:
-                try:
-                    opened = setup.client.audio.speech.with_streaming_response.create(**kwargs)
-                    response = opened.__enter__()
-                except Exception as exc:
-                    raise attempts.opening_failed(exc) from exc
-                try:
-                    reader = core.reader(response.headers.get("content-type"))
-                    lines: list[bytes] = []
-                    for data in response.iter_bytes(core.chunk_size):
-                        for chunk in _feed_bytes(reader, data, lines):
-                            attempts.delivered = True
-                            yield chunk
-                    for chunk in _finish(reader, lines):
-                        attempts.delivered = True
-                        yield chunk
-                    yield core.usage(piece, reader)
-                    break
-                except Exception as exc:
-                    delay = attempts.stream_failed(exc)
-                finally:
-                    opened.__exit__(None, None, None)
-                time.sleep(delay)
+            yield from stream_with_retries(
+                setup,
+                functools.partial(create, **core.request(piece)),
+                functools.partial(_consume, core, piece),
+                shows=_is_audio,
+            )
 
 
 class AsyncOpenAISynthesizer(_SynthesizerBase):
@@ -661,29 +680,17 @@ class AsyncOpenAISynthesizer(_SynthesizerBase):
     async def synthesize(self, text: str) -> AsyncIterator[Audio | Usage]:
         """Yield audio chunks as they arrive and a ``Usage`` item per request."""
         core, setup = self._core, self._setup
+        create = setup.client.audio.speech.with_streaming_response.create
         for piece in core.pieces(text):
             kwargs = core.request(piece)
-            attempts = Attempts(setup)
-            while True:
-                try:
-                    opened = setup.client.audio.speech.with_streaming_response.create(**kwargs)
-                    response = await opened.__aenter__()
-                except Exception as exc:
-                    raise attempts.opening_failed(exc) from exc
-                try:
-                    reader = core.reader(response.headers.get("content-type"))
-                    lines: list[bytes] = []
-                    async for data in response.iter_bytes(core.chunk_size):
-                        for chunk in _feed_bytes(reader, data, lines):
-                            attempts.delivered = True
-                            yield chunk
-                    for chunk in _finish(reader, lines):
-                        attempts.delivered = True
-                        yield chunk
-                    yield core.usage(piece, reader)
-                    break
-                except Exception as exc:
-                    delay = attempts.stream_failed(exc)
-                finally:
-                    await opened.__aexit__(None, None, None)
-                await anyio.sleep(delay)
+
+            async def open_stream(kwargs: dict[str, Any] = kwargs) -> Any:
+                return create(**kwargs)
+
+            async for item in astream_with_retries(
+                setup,
+                open_stream,
+                functools.partial(_aconsume, core, piece),
+                shows=_is_audio,
+            ):
+                yield item

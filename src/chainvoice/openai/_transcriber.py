@@ -12,11 +12,8 @@ link) but costs an ffmpeg process start, which takes longer than that.
 from __future__ import annotations
 
 import base64
-import time
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
-
-import anyio
 
 from chainvoice._audio import Audio
 from chainvoice._errors import (
@@ -30,14 +27,15 @@ from chainvoice._errors import (
 from chainvoice._types import Logprob, Segment, Transcript, Usage, Word
 from chainvoice.openai._client import ClientSettings
 from chainvoice.openai._common import (
-    Attempts,
     OpenAIStage,
     StageSetup,
     TokenCounts,
+    astream_with_retries,
     field,
     int_or_zero,
     make_usage,
     stage_repr,
+    stream_with_retries,
 )
 from chainvoice.openai._models import (
     DEFAULT_TRANSCRIPTION_MODEL,
@@ -713,26 +711,19 @@ def _sync_stream(
     setup: StageSetup, core: _TranscriberCore, audio: Audio, *, collecting: bool = False
 ) -> Iterator[str | Transcript]:
     kwargs = core.request(audio, stream=True)
-    attempts = Attempts(setup)
-    while True:
-        try:
-            stream = setup.client.audio.transcriptions.create(**kwargs)
-        except Exception as exc:
-            raise attempts.opening_failed(exc) from exc
+
+    def consume(stream: Iterable[object]) -> Iterator[str | Transcript]:
         reader = core.reader(audio)
-        try:
-            for event in stream:
-                for item in reader.feed(event):
-                    if not collecting and isinstance(item, str):
-                        attempts.delivered = True
-                    yield item
-            reader.finish()
-            return
-        except Exception as exc:
-            delay = attempts.stream_failed(exc)
-        finally:
-            stream.close()
-        time.sleep(delay)
+        for event in stream:
+            yield from reader.feed(event)
+        reader.finish()
+
+    return stream_with_retries(
+        setup,
+        lambda: setup.client.audio.transcriptions.create(**kwargs),
+        consume,
+        shows=lambda item: not collecting and isinstance(item, str),
+    )
 
 
 class AsyncOpenAITranscriber(_TranscriberBase):
@@ -771,30 +762,27 @@ class AsyncOpenAIStreamingTranscriber(AsyncOpenAITranscriber):
         return _async_stream(self._setup, self._core, audio)
 
 
-async def _async_stream(
+def _async_stream(
     setup: StageSetup, core: _TranscriberCore, audio: Audio, *, collecting: bool = False
 ) -> AsyncIterator[str | Transcript]:
     kwargs = core.request(audio, stream=True)
-    attempts = Attempts(setup)
-    while True:
-        try:
-            stream = await setup.client.audio.transcriptions.create(**kwargs)
-        except Exception as exc:
-            raise attempts.opening_failed(exc) from exc
+
+    async def open_stream() -> Any:
+        return await setup.client.audio.transcriptions.create(**kwargs)
+
+    async def consume(stream: AsyncIterable[object]) -> AsyncIterator[str | Transcript]:
         reader = core.reader(audio)
-        try:
-            async for event in stream:
-                for item in reader.feed(event):
-                    if not collecting and isinstance(item, str):
-                        attempts.delivered = True
-                    yield item
-            reader.finish()
-            return
-        except Exception as exc:
-            delay = attempts.stream_failed(exc)
-        finally:
-            await stream.close()
-        await anyio.sleep(delay)
+        async for event in stream:
+            for item in reader.feed(event):
+                yield item
+        reader.finish()
+
+    return astream_with_retries(
+        setup,
+        open_stream,
+        consume,
+        shows=lambda item: not collecting and isinstance(item, str),
+    )
 
 
 OpenAITranscriber._streaming_twin = OpenAIStreamingTranscriber
