@@ -99,6 +99,7 @@ def test_function_responders_pass():
     report = check_responder(lambda c: "You said " + c.last_user_text)
     assert report.stage.endswith(".<lambda>") and not report.streaming
     assert any("one str" in w for w in report.warnings)
+    assert "early close" not in report.passed  # a str has nothing to close
 
     async def coroutine(conversation: cv.Conversation) -> str:
         await asyncio.sleep(0)
@@ -410,6 +411,15 @@ def test_warnings_do_not_fail_the_check():
             yield cv.Audio.silence(0.5, rate=RATE)
 
     assert any("only silence" in w for w in check_synthesizer(SilentTTS()).warnings)
+
+
+def test_usage_for_another_stage_only_warns():
+    def responder(conversation: cv.Conversation) -> Iterator[str | cv.Usage]:
+        yield "Hi."
+        yield cv.Usage(stage="synthesize", output_tokens=1)
+
+    report = check_responder(responder)
+    assert any("stage='synthesize'" in w and "'respond'" in w for w in report.warnings)
 
 
 def test_a_stage_without_the_method_is_caught():
