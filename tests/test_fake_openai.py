@@ -545,6 +545,14 @@ def test_speech_sse_deltas_and_usage(make_fake_openai: Any) -> None:
     assert usage["total_tokens"] == usage["input_tokens"] + usage["output_tokens"] > 0
 
 
+def test_speech_content_types_can_be_overridden(make_fake_openai: Any) -> None:
+    fake = make_fake_openai(speech_content_types={"pcm": "application/octet-stream"})
+    out = fake.client().audio.speech.create(
+        model=TTS, voice="coral", input="x", response_format="pcm"
+    )
+    assert out.response.headers["content-type"] == "application/octet-stream"
+
+
 def test_speech_compatible_server_ignores_format(make_fake_openai: Any) -> None:
     fake = make_fake_openai(compatible=True, speech_format="wav")
     out = fake.client().audio.speech.create(
@@ -948,6 +956,7 @@ def test_record_repr_and_lookup(fake_openai: FakeOpenAI) -> None:
     )
     assert record.model == TEXT and not record.stream
     assert record.url == "https://fake.openai.test/v1/responses"
+    assert (record.path, record.route) == ("/v1/responses", "/responses")
 
 
 def test_importing_chainvoice_does_not_import_openai_or_httpx() -> None:

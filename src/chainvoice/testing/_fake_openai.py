@@ -165,7 +165,8 @@ class ResponseProgress:
         status_code: The HTTP status sent, once the headers are out.
         bytes_sent: Body bytes handed to the client.
         events_sent: SSE events (or audio chunks, or JSON bodies) handed to the client.
-        output_text: The scripted text the answer carries (transcript or reply), if any.
+        output_text: The text the answer carries: the transcript, the reply, or the
+            input of the speech.
         received_at: ``time.monotonic()`` when the request arrived.
         first_byte_at: ``time.monotonic()`` of the first body byte, if any.
         finished_at: ``time.monotonic()`` when the answer ended, however it ended.
@@ -226,6 +227,11 @@ class RecordedRequest:
     params: Mapping[str, Any]
     parse_error: str | None
     progress: ResponseProgress = attrs.field(factory=ResponseProgress, eq=False)
+
+    @property
+    def path(self) -> str:
+        """The URL path as sent, e.g. ``"/v1/audio/speech"``."""
+        return _url_path(self.url) or "/"
 
     @property
     def model(self) -> str | None:
@@ -482,6 +488,10 @@ class FakeOpenAI(httpx.BaseTransport, httpx.AsyncBaseTransport):
             speed 1.0.
         speech_format: Always answer speech in this format whatever the request asks
             (a compatible server that ignores ``response_format``); None to obey.
+        speech_content_types: Content-Type headers to send for speech formats, over the
+            defaults (``audio/mpeg`` for mp3, ``audio/opus``, ``audio/aac``,
+            ``audio/flac``, ``audio/wav``, ``audio/pcm``); e.g. ``{"pcm":
+            "application/octet-stream"}`` for a server that labels raw audio that way.
         api_key: If given, only this key is accepted (others get HTTP 401); only a hash of
             it is kept. Any non-empty key is accepted otherwise.
         base_url: The API base URL the clients made by :meth:`client` use.
@@ -512,6 +522,7 @@ class FakeOpenAI(httpx.BaseTransport, httpx.AsyncBaseTransport):
         chunk_size: int = 4096,
         seconds_per_character: float = 0.06,
         speech_format: str | None = None,
+        speech_content_types: Mapping[str, str] | None = None,
         api_key: str | None = None,
         base_url: str = "https://fake.openai.test/v1",
         check_request: Callable[[RecordedRequest], Iterable[str]] | None = None,
@@ -543,6 +554,7 @@ class FakeOpenAI(httpx.BaseTransport, httpx.AsyncBaseTransport):
         self.chunk_size = chunk_size
         self.seconds_per_character = float(seconds_per_character)
         self.speech_format = speech_format
+        self.speech_content_types = {**SPEECH_CONTENT_TYPES, **(speech_content_types or {})}
         self._key_hash = _hash_key(api_key) if api_key is not None else None
         self.base_url = base_url.rstrip("/")
         self.check_request = check_request
@@ -946,7 +958,7 @@ class FakeOpenAI(httpx.BaseTransport, httpx.AsyncBaseTransport):
         if fault is not None and fault.kind == "status" and self._consume(fault):
             return record, self._error_plan(record, fault.status, dict(fault.error), fault.headers)
         if record.endpoint is None:
-            message = f"Invalid URL ({record.method} {_url_path(record.url) or '/'})"
+            message = f"Invalid URL ({record.method} {record.path})"
             return record, self._error_plan(record, 404, _error(message, code="unknown_url"))
         auth = self._auth_error(request)
         if auth is not None:
@@ -1615,7 +1627,7 @@ class FakeOpenAI(httpx.BaseTransport, httpx.AsyncBaseTransport):
             return self._sse_plan(
                 record, "CreateSpeechResponseStreamEvent", events, error_event=_plain_error_event
             )
-        headers = self._headers(SPEECH_CONTENT_TYPES[fmt], streamed=True)
+        headers = self._headers(self.speech_content_types[fmt], streamed=True)
         pieces = list(zip(delays, chunks, strict=True))
         return _Plan(200, headers, pieces, headers_delay=latency.speech_first_byte)
 
