@@ -115,8 +115,10 @@ def split_for_speech(text: str, limit: int = SPEECH_INPUT_LIMIT) -> list[str]:
     while len(rest) > limit:
         window = rest[:limit]
         cut = 0
-        for match in _SENTENCE_END.finditer(window):
-            cut = match.end()
+        # One character more, so that a "." at the window's edge is judged by what follows.
+        for match in _SENTENCE_END.finditer(rest[: limit + 1]):
+            if match.end() <= limit:
+                cut = match.end()
         if cut == 0:
             space = max(window.rfind(" "), window.rfind("\n"), window.rfind("\t"))
             cut = space if space > 0 else limit

@@ -529,6 +529,12 @@ def _str_list(value: object, name: str, *, minimum: int) -> list[str]:
     return items
 
 
+def _last_transcript(finals: list[Transcript]) -> Transcript:
+    if not finals:  # the stream reader raises first; kept for a clear error regardless
+        raise StreamInterruptedError("the transcription stream ended without a transcript")
+    return finals[-1]
+
+
 class _TranscriberBase(OpenAIStage):
     _stage = "transcription"
     _kind = "transcription"
@@ -678,12 +684,8 @@ class OpenAITranscriber(_TranscriberBase):
             APIError: The request failed (a subclass says how).
         """
         if self._core.stream:
-            final: Transcript | None = None
-            for item in _sync_stream(self._setup, self._core, audio, collecting=True):
-                if isinstance(item, Transcript):
-                    final = item
-            assert final is not None
-            return final
+            items = _sync_stream(self._setup, self._core, audio, collecting=True)
+            return _last_transcript([item for item in items if isinstance(item, Transcript)])
         kwargs = self._core.request(audio, stream=False)
         try:
             response = self._setup.client.audio.transcriptions.create(**kwargs)
@@ -738,12 +740,8 @@ class AsyncOpenAITranscriber(_TranscriberBase):
     async def transcribe(self, audio: Audio) -> Transcript:
         """Transcribe ``audio`` in one request; see :meth:`OpenAITranscriber.transcribe`."""
         if self._core.stream:
-            final: Transcript | None = None
-            async for item in _async_stream(self._setup, self._core, audio, collecting=True):
-                if isinstance(item, Transcript):
-                    final = item
-            assert final is not None
-            return final
+            items = _async_stream(self._setup, self._core, audio, collecting=True)
+            return _last_transcript([item async for item in items if isinstance(item, Transcript)])
         kwargs = self._core.request(audio, stream=False)
         try:
             response = await self._setup.client.audio.transcriptions.create(**kwargs)
