@@ -24,10 +24,13 @@ import httpx2 as httpx
 import numpy as np
 import openai
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import chainvoice as cv
 from chainvoice.testing import FakeOpenAI
-from chainvoice.testing._fake_openai import LatencyProfile, RecordedRequest
+from chainvoice.testing._fake_openai import LatencyProfile, RecordedRequest, _tokens
+from chainvoice.testing._fake_wire import parse_multipart
 from openapi.extract import extract
 from openapi.validator import SUBSET, SpecValidator
 
@@ -1295,3 +1298,39 @@ def test_the_fixture_fails_a_test_that_sends_a_bad_request(pytester: pytest.Pyte
     result.assert_outcomes(passed=2, errors=1)  # ...but fails at teardown
     result.stdout.fnmatch_lines(["*FakeOpenAI recorded 2 violation(s) in 1 request(s)*"])
     result.stdout.fnmatch_lines(["*createSpeech: speed: 10 is greater than the maximum of 4*"])
+
+
+# ------------------------------------------------------------------------- properties
+
+_names = st.text(alphabet=st.characters(codec="ascii", categories=["L", "N"]), min_size=1)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    fields=st.lists(st.tuples(_names, st.text(max_size=40)), max_size=5, unique_by=lambda f: f[0]),
+    data=st.binary(max_size=300),
+    filename=st.text(alphabet=st.characters(categories=["L", "N"]), min_size=1, max_size=12),
+)
+def test_multipart_parser_round_trips_what_httpx_sends(
+    fields: list[tuple[str, str]], data: bytes, filename: str
+) -> None:
+    request = httpx.Request(
+        "POST",
+        "https://x.test/v1/audio/transcriptions",
+        data=dict(fields),
+        files={"file": (filename + ".wav", data, "audio/wav")},
+    )
+    body = request.read()
+    parsed_fields, files = parse_multipart(body, request.headers["content-type"])
+    assert list(parsed_fields) == fields
+    assert [(f.field, f.filename, f.content_type, f.data) for f in files] == [
+        ("file", filename + ".wav", "audio/wav", data)
+    ]
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.text(max_size=200))
+def test_reply_tokens_rejoin_exactly(text: str) -> None:
+    tokens = _tokens(text)
+    assert "".join(tokens) == text
+    assert all(0 < len(t) <= 4 for t in tokens)

@@ -103,7 +103,11 @@ def parse_multipart(
         if not sep:
             raise MultipartError("a multipart part has no blank line after its headers")
         headers: dict[str, str] = {}
-        for line in head.decode("latin-1").split("\r\n"):
+        try:  # clients send non-ASCII filenames as raw UTF-8
+            head_text = head.decode("utf-8")
+        except UnicodeDecodeError:
+            head_text = head.decode("latin-1")
+        for line in head_text.split("\r\n"):
             name, colon, value = line.partition(":")
             if not colon:
                 raise MultipartError(f"malformed multipart part header {line!r}")
