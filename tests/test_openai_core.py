@@ -524,6 +524,9 @@ def test_audio_reader_trusts_content_type_and_bytes() -> None:
     reader = _synthesizer._AudioReader("application/octet-stream", "pcm", 24000)
     (chunk,) = reader.feed(wav)
     assert chunk.rate == 16000
+    # Labelled raw PCM but carrying a WAV header: the header wins.
+    (chunk,) = _synthesizer._AudioReader("audio/pcm", "pcm", 24000).feed(wav)
+    assert chunk.rate == 16000 and chunk.frames == 100
     # Rate and channels from the Content-Type's parameters.
     stereo = _synthesizer._AudioReader("audio/L16; rate=8000; channels=2", "pcm", 24000)
     (chunk,) = stereo.feed(pcm_bytes(100))

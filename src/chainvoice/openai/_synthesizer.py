@@ -267,8 +267,11 @@ class _AudioReader:
 
     def _choose(self, head: bytes) -> _Reader:
         kind = self.declared
-        if kind != "pcm":
-            kind = _codecs.sniff(head) or kind or self.requested
+        sniffed = _codecs.sniff(head)
+        if sniffed == "wav":  # a RIFF/WAVE header is unmistakable, whatever the label says
+            kind = "wav"
+        elif kind != "pcm":  # raw PCM can look like anything, so other guesses yield to it
+            kind = sniffed or kind or self.requested
         if kind == "pcm":
             rate = int(self.params.get("rate", self.pcm_rate))
             channels = int(self.params.get("channels", 1))
