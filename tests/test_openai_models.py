@@ -177,7 +177,10 @@ def test_model_rows_and_text_table() -> None:
 
 def test_price_describe() -> None:
     assert Price().describe() == "-"
-    assert "$0.10 in/$0.50 out per 1M" in PRICES["gpt-6-luna"].describe()
+    assert PRICES["gpt-6-luna"].describe() == "text in $0.10, cached $0.01, out $0.50 per 1M"
+    assert PRICES["gpt-4o-mini-tts"].describe() == (
+        "text in $0.60 per 1M; audio out $12.00 per 1M; $0.015/min"
+    )
     assert "$15.00 per 1M chars" in PRICES["tts-1"].describe()
 
 

@@ -91,12 +91,19 @@ class Price:
     per_mchar: float | None = None
 
     def describe(self) -> str:
-        """A short human-readable summary, e.g. ``"$0.10/$0.50 per 1M tok"``."""
+        """A short human-readable summary, e.g. ``"text in $0.10, out $0.50 per 1M"``."""
         parts: list[str] = []
-        if self.input_per_mtok is not None or self.output_per_mtok is not None:
-            parts.append(
-                f"text {_money(self.input_per_mtok)} in/{_money(self.output_per_mtok)} out per 1M"
+        text = [
+            f"{label} {_money(value)}"
+            for label, value in (
+                ("in", self.input_per_mtok),
+                ("cached", self.cached_input_per_mtok),
+                ("out", self.output_per_mtok),
             )
+            if value is not None
+        ]
+        if text:
+            parts.append("text " + ", ".join(text) + " per 1M")
         if self.audio_input_per_mtok is not None:
             parts.append(f"audio in {_money(self.audio_input_per_mtok)} per 1M")
         if self.audio_output_per_mtok is not None:
