@@ -1125,6 +1125,14 @@ def test_fake_rules_beyond_the_schema(fake_openai: FakeOpenAI) -> None:
             "'sse' is not supported by tts-1-hd",
         ),
         (
+            lambda c: c.audio.speech.create(model=TTS, voice="af_bella", input="x"),
+            "Invalid value for 'voice'",
+        ),
+        (
+            lambda c: c.audio.transcriptions.create(model=STT, file=upload(), language="english"),
+            "ISO-639-1",
+        ),
+        (
             lambda c: c.responses.create(
                 model="gpt-4.1-mini", input="x", reasoning={"effort": "low"}
             ),

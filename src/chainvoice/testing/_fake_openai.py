@@ -480,7 +480,8 @@ class FakeOpenAI(httpx.BaseTransport, httpx.AsyncBaseTransport):
         latency: Delays to simulate; none by default.
         usage: Whether answers carry usage (False: a compatible server that sends none).
         model_rules: Whether to refuse, as OpenAI does, parameters a known OpenAI model
-            does not take (e.g. ``verbose_json`` with ``gpt-4o-transcribe``).
+            does not take (e.g. ``verbose_json`` with ``gpt-4o-transcribe``), voices that
+            are not OpenAI's, and languages that are not ISO-639-1 codes.
         openai_headers: Whether to send ``x-request-id`` and ``openai-*`` headers.
         chunk_size: Bytes per chunk of streamed speech audio (and per SSE audio delta);
             any positive size, odd ones included.

@@ -22,6 +22,7 @@ __all__ = [
     "MAX_UPLOAD_BYTES",
     "UPLOAD_EXTENSIONS",
     "Endpoint",
+    "OPENAI_VOICES",
     "ModelProblem",
     "ViolationKind",
     "as_list",
@@ -249,17 +250,46 @@ _LOGPROB_MODELS: Final = (
     "gpt-4o-mini-transcribe-2025-12-15",
 )
 _NO_STEERING_TTS: Final = ("tts-1", "tts-1-hd")
+#: OpenAI's built-in speech voices (the openai SDK's documentation of ``voice``).
+OPENAI_VOICES: Final = (
+    "alloy",
+    "ash",
+    "ballad",
+    "coral",
+    "echo",
+    "fable",
+    "onyx",
+    "nova",
+    "sage",
+    "shimmer",
+    "verse",
+    "marin",
+    "cedar",
+)
+_ISO_639_1: Final = re.compile(r"^[a-z]{2}$")
 _NON_REASONING_PREFIXES: Final = ("gpt-4o", "gpt-4.1", "gpt-3.5", "gpt-4-")
 _REASONING_O_SERIES: Final = re.compile(r"^o\d")
 
 
 def model_rules(record: RecordedRequest) -> None:
-    """Refuse what the named OpenAI model does not take, as the real API does."""
+    """Refuse what OpenAI refuses beyond the schema.
+
+    That is: what a named model does not take, a voice that is not one of OpenAI's, a
+    language that is not an ISO-639-1 code. Unknown models are not checked (they may be
+    new, or a compatible server's).
+    """
     params = record.params
     model = record.model or ""
     if record.endpoint == "transcriptions":
         _transcription_model_rules(model, params)
     elif record.endpoint == "speech":
+        voice = params.get("voice")
+        if isinstance(voice, str) and voice not in OPENAI_VOICES:
+            raise ModelProblem(
+                f"Invalid value for 'voice': {voice!r}. Use one of {', '.join(OPENAI_VOICES)}, "
+                "or a custom voice as {'id': 'voice_...'}",
+                "voice",
+            )
         if model in _NO_STEERING_TTS and params.get("instructions"):
             raise ModelProblem(f"instructions are not supported by {model}", "instructions")
         if model in _NO_STEERING_TTS and params.get("stream_format") == "sse":
@@ -280,6 +310,13 @@ def model_rules(record: RecordedRequest) -> None:
 
 
 def _transcription_model_rules(model: str, params: Mapping[str, Any]) -> None:
+    language = params.get("language")
+    if language is not None and not _ISO_639_1.match(str(language)):
+        raise ModelProblem(
+            f"Invalid language {language!r}. Language parameter must be specified in "
+            "ISO-639-1 format (e.g. 'en').",
+            "language",
+        )
     fmt = str(params.get("response_format", "json"))
     formats = _TRANSCRIPTION_MODEL_FORMATS.get(model)
     if formats is not None and fmt not in formats:
