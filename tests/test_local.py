@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
+import os
 import re
 import threading
 from pathlib import Path
@@ -193,7 +195,13 @@ def test_an_unwritable_cache_falls_back_to_loading_from_memory(
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
     monkeypatch.setenv("CHAINVOICE_CACHE_DIR", str(blocker))
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    import huggingface_hub.constants as hub
+
+    before = hub.HF_HUB_OFFLINE
     model = _load_whisper(None, 2, "int8")
+    # The hub is forced offline only while the model loads.
+    assert before == hub.HF_HUB_OFFLINE and "HF_HUB_OFFLINE" not in os.environ
     samples = _speech(synthesizer, "Good morning.").resample(16000).samples[:, 0]
     segments, _ = model.transcribe(samples, language="en", beam_size=1)
     assert "morning" in "".join(s.text for s in segments).lower()
@@ -424,3 +432,14 @@ def test_a_full_local_chain_turn() -> None:
     assert turn.reply.audio is not None and turn.reply.audio.duration > 0.5
     assert turn.timings.first_audio is not None and turn.timings.total > 0
     assert turn.usage.cost_usd == 0.0
+
+
+@needs_local
+def test_an_async_local_chain_turn() -> None:
+    async def turn() -> cv.Turn:
+        chain = cv.AsyncChain.local(instructions="Answer in one short sentence.")
+        return await chain.run(text="What is the capital of Japan?")
+
+    result = asyncio.run(turn())
+    assert result.transcript is None
+    assert result.reply.text and result.reply.audio is not None

@@ -44,16 +44,28 @@ def default_threads() -> int:
 
 @contextlib.contextmanager
 def _hub_offline() -> Iterator[None]:
-    """Tell huggingface_hub (used by faster-whisper) not to reach the network, for a while."""
-    old = os.environ.get("HF_HUB_OFFLINE")
+    """Keep huggingface_hub (which faster-whisper uses) offline while a model loads.
+
+    The model is always loaded from a local directory, so the hub is never needed; this
+    makes any attempt fail at once instead of waiting on the network. huggingface_hub reads
+    ``HF_HUB_OFFLINE`` once, when it is imported, so both the variable and the value it
+    was read into are set for the load and restored afterwards: the rest of the process
+    keeps its own setting.
+    """
+    import huggingface_hub.constants as hub
+
+    old_env = os.environ.get("HF_HUB_OFFLINE")
+    old_flag = hub.HF_HUB_OFFLINE
     os.environ["HF_HUB_OFFLINE"] = "1"
+    hub.HF_HUB_OFFLINE = True
     try:
         yield
     finally:
-        if old is None:
+        hub.HF_HUB_OFFLINE = old_flag
+        if old_env is None:
             os.environ.pop("HF_HUB_OFFLINE", None)
         else:
-            os.environ["HF_HUB_OFFLINE"] = old
+            os.environ["HF_HUB_OFFLINE"] = old_env
 
 
 def _whisper_languages() -> tuple[str, ...]:
@@ -77,9 +89,9 @@ def _load_whisper(model_dir: Path | None, threads: int, compute_type: str) -> An
                 exc,
             )
             directory, files = "whisper-base", whisper_model_files()
-    with _hub_offline():
-        from faster_whisper import WhisperModel
+    from faster_whisper import WhisperModel
 
+    with _hub_offline():
         return WhisperModel(
             directory,
             device="cpu",
