@@ -32,6 +32,7 @@ from chainvoice.testing._conformance import (
     check_synthesizer,
     check_transcriber,
 )
+from chainvoice.testing._fake_latency import LatencyProfile
 from chainvoice.testing._scripted import (
     AsyncScriptedResponder,
     AsyncScriptedSynthesizer,
@@ -54,7 +55,13 @@ from chainvoice.testing._scripted import (
 
 if TYPE_CHECKING:
     from chainvoice.testing import strategies as strategies
-    from chainvoice.testing._fake_openai import FakeOpenAI
+    from chainvoice.testing._fake_openai import (
+        FakeOpenAI,
+        RecordedFile,
+        RecordedRequest,
+        RequestViolation,
+        ResponseProgress,
+    )
 
 __all__ = [
     "AsyncScriptedResponder",
@@ -64,8 +71,13 @@ __all__ = [
     "ConformanceError",
     "ConformanceReport",
     "FakeOpenAI",
+    "LatencyProfile",
     "Pause",
+    "RecordedFile",
+    "RecordedRequest",
+    "RequestViolation",
     "ResponderCall",
+    "ResponseProgress",
     "ScriptError",
     "ScriptedResponder",
     "ScriptedSynthesizer",
@@ -92,14 +104,19 @@ for _name in __all__:
         _obj.__module__ = "chainvoice.testing"
 
 
+_FAKE_OPENAI_NAMES = frozenset(
+    {"FakeOpenAI", "RecordedFile", "RecordedRequest", "RequestViolation", "ResponseProgress"}
+)
+
+
 def __getattr__(name: str) -> Any:
     # Imported on first use: ``strategies`` needs hypothesis, ``FakeOpenAI`` needs openai.
     if name == "strategies":
         module = importlib.import_module("chainvoice.testing.strategies")
         globals()[name] = module
         return module
-    if name == "FakeOpenAI":
-        cls = importlib.import_module("chainvoice.testing._fake_openai").FakeOpenAI
+    if name in _FAKE_OPENAI_NAMES:
+        cls = getattr(importlib.import_module("chainvoice.testing._fake_openai"), name)
         if cls.__module__.startswith("chainvoice.testing._"):
             cls.__module__ = "chainvoice.testing"
         globals()[name] = cls
