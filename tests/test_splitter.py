@@ -246,6 +246,7 @@ def test_no_cut_inside_a_sentence(text: str) -> None:
         ("Visit example.com. It helps.", ["Visit example.com.", "It helps."]),
         ("It happened in 1999. 20 people came.", ["It happened in 1999.", "20 people came."]),
         ("Done.\nNext line.", ["Done.", "Next line."]),
+        ("It is done. then we go.", ["It is done.", "then we go."]),
     ],
 )
 def test_cuts_at_sentence_ends(text: str, expected: list[str]) -> None:
@@ -427,6 +428,24 @@ def test_max_chars_cuts_cjk_text_without_punctuation() -> None:
     assert pieces == [text[:10], text[10:20], text[20:30], text[30:]]
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "aaaa bbbb cccc.\n\nNext one here.",  # the full stop is the 15th character
+        "aaaa bbbb cccc.  \n\nNext one here.",
+        "aaaa bbbb Dr.\n\nNext one here.",
+        "aaaa bbbb 本語**\u2029Next one here.",
+    ],
+)
+def test_a_sentence_or_paragraph_ending_at_the_limit_is_not_cut_early(text: str) -> None:
+    # Past the limit only whitespace, terminators and closers have come: a paragraph
+    # break may still end the piece there, so the limit waits for the next word.
+    options = {"first_max_chars": 14, "first_min_chars": 0, "min_chars": 0}
+    first = text.split("\n")[0].split("\u2029")[0].rstrip()
+    assert split(text, **options)[0] == first
+    assert split(text, list(text), **options)[0] == first
+
+
 def test_first_max_chars_bounds_a_long_first_sentence() -> None:
     text = (
         "Sure, I can help you book an appointment for next week, but first I need to "
@@ -442,12 +461,12 @@ def test_first_max_chars_bounds_a_long_first_sentence() -> None:
 # -- latency --------------------------------------------------------------------------------
 
 
-def test_a_sentence_is_released_once_the_next_word_begins() -> None:
-    # After ". " the next character decides (a lowercase one continues the sentence), so
-    # the piece is released by the push that brings it, not later.
+def test_a_sentence_is_released_as_soon_as_a_space_follows_it() -> None:
+    # "there. " cannot go on with the sentence, so it is released by the same push: a
+    # responder that yields a whole sentence and then pauses is heard at once.
     splitter = SentenceSplitter(first_min_chars=0)
-    assert splitter.push("Hello there. ") == []
-    assert splitter.push("How") == ["Hello there."]
+    assert splitter.push("Hello there. ") == ["Hello there."]
+    assert splitter.push("How") == []
     assert splitter.push(" are you?") == []
     assert splitter.flush() == [" How are you?"]
 
@@ -458,12 +477,36 @@ def test_a_token_with_its_leading_space_releases_the_sentence() -> None:
     assert splitter.push(" How") == ["Hello there, nice to meet you."]
 
 
+@pytest.mark.parametrize(
+    ("first", "going_on", "ending"),
+    [
+        ("We bought apples, pears, etc. ", "and", "The"),
+        ("We meet at 5 p.m. ", "today", "Then"),
+        ("Is it Smith Jr. ", "who", "We"),
+        ("Wait... ", "what", "What"),
+        ('He said "hi." ', "he", "Then"),
+        ('"Why?" ', "she", "She"),
+        ("(See above.) ", "and", "Next"),
+        ("Look at No. ", "5", "I"),
+    ],
+)
+def test_the_next_word_decides_after_an_ambiguous_end(
+    first: str, going_on: str, ending: str
+) -> None:
+    # After these, a lowercase word (or a number after "No.") goes on with the sentence.
+    splitter = SentenceSplitter(first_min_chars=0)
+    assert splitter.push(first) == []
+    assert splitter.push(going_on) == []
+    splitter = SentenceSplitter(first_min_chars=0)
+    assert splitter.push(first) == []
+    assert splitter.push(ending) == [first.rstrip()]
+
+
 def test_a_number_split_across_deltas_is_not_cut() -> None:
     splitter = SentenceSplitter(first_min_chars=0)
-    assert splitter.push("Pi is 3.") == []
+    assert splitter.push("Pi is 3.") == []  # the next character decides
     assert splitter.push("14") == []
-    assert splitter.push(" exactly. ") == []
-    assert splitter.push("So") == ["Pi is 3.14 exactly."]
+    assert splitter.push(" exactly. ") == ["Pi is 3.14 exactly."]
 
 
 def test_an_abbreviation_split_across_deltas_is_not_cut() -> None:

@@ -46,6 +46,7 @@ _ESC_CLOSERS = re.escape(_CLOSERS)
 # Where a decision may be needed: a terminator or a line break.
 _INTERESTING = re.compile(f"[{re.escape(_SPACED_TERMINATORS + _CJK_TERMINATORS + _NEWLINES)}]")
 # A terminator run: "?!", "...", '."', "。」".
+_RUN_CHARS = frozenset(_SPACED_TERMINATORS + _CJK_TERMINATORS + _CLOSERS)
 _RUN = re.compile(f"[{re.escape(_SPACED_TERMINATORS + _CJK_TERMINATORS + _CLOSERS)}]*")
 _SPACES = re.compile(r"\s*")
 _NONSPACE = re.compile(r"\S")
@@ -104,14 +105,29 @@ _BEFORE_NUMBER = frozenset(
         *("mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec"),
     )
 )
+# Abbreviations that may end a sentence or go on with it: the next word decides.
+_MAY_END = frozenset(
+    (
+        *("etc", "jr", "sr", "inc", "ltd", "co", "corp", "llc", "plc", "bros", "dept"),
+        *("univ", "ave", "blvd", "rd", "hwy", "ft", "hr", "hrs", "min", "mins", "yr"),
+        *("yrs", "mo", "mos", "wk", "wks", "oz", "lb", "lbs", "sq", "misc", "govt", "esq"),
+    )
+)
 # Dotted abbreviations that can end a sentence ("... at 5 p.m. Then ...").
 _TERMINAL_INITIALISMS = frozenset({"a.m", "p.m"})
 # A number after one of these starts a list item: "Steps: 1. Open it. 2. Save it."
 _ITEM_AFTER = ":;.!?\u3002\uff01\uff1f\u2026"
 
+# Kinds of line.
 _HEADING = 2
 _LIST_ITEM = 1
 _PLAIN = 0
+
+# Whether a terminator followed by a space ends a sentence.
+_NO = 0
+_YES = 1
+_UNLESS_LOWER = 2  # yes, unless the next word starts in lowercase
+_UNLESS_NUMBER = 3  # yes, unless the next word starts in lowercase or is a number
 
 # A decision about one place in the text: (cut position or -1, hard, where to resume).
 _Decision = tuple[int, bool, int]
@@ -141,11 +157,15 @@ class SentenceSplitter:
     an ellipsis followed by a lowercase word, decimal numbers (``3.14``), addresses
     (``example.com``), or list numbers (``1.`` at the start of a line).
 
-    A piece is released as soon as its end is certain. After ``.``, ``!`` or ``?`` that
-    is when the first character that is not a space arrives (``"3."`` followed by
-    ``"14"`` is not a sentence end), so ``push("Hello there. ")`` returns nothing and the
-    next ``push("How")`` returns ``"Hello there."``. A paragraph break is certain when its
-    second line break arrives.
+    A piece is released as soon as its end is certain. A terminator followed by a space
+    is certain at once (``push("Hello there. ")`` returns ``["Hello there."]`` when the
+    minimum allows), unless the next word decides: after ``etc.``, ``a.m.``, ``Jr.``,
+    ``No.``, an ellipsis or a closing quote or bracket, a lowercase word goes on with the
+    sentence, so the piece waits for the first character that is not a space. A
+    terminator at the very end of a delta waits for the next character (``"3."``
+    followed by ``"14"`` is not a sentence end, and ``"。"`` may be followed by ``"」"``). A
+    paragraph break is certain when its second line break arrives. The decisions never
+    depend on where the deltas begin and end.
 
     Lengths are counted in characters, not counting leading whitespace; a Han, kana or
     Hangul character counts as two, as it takes about twice as long to say.
@@ -374,7 +394,7 @@ class SentenceSplitter:
             hi = self._hi
             if hi < 0:
                 hi = self._over_limit()
-            if 0 <= hi < i:
+            if 0 <= hi < i and self._break_start(i) > hi:
                 c = self._fallback_cut(hi)
                 if c >= 0:
                     out.append(self._cut(c))
@@ -485,39 +505,48 @@ class SentenceSplitter:
         k, newlines = self._space_end(e)
         if newlines >= 2:
             return (-1, False, e)  # a paragraph break: decided at its line break
+        resume = e if newlines else k  # a line break after it has its own rules
+        end = self._sentence_end(i, e)
+        if end == _NO:
+            return (-1, False, resume)
+        if end == _YES:
+            return (e, False, resume)
         if k == n:
             return None  # the next word decides
-        resume = e if newlines else k  # a line break after it has its own rules
-        if self._ends_sentence(i, e, buf[k]):
-            return (e, False, resume)
-        return (-1, False, resume)
+        nxt = buf[k]
+        if nxt.islower() or (end == _UNLESS_NUMBER and nxt.isdigit()):
+            return (-1, False, resume)  # "etc. and", "p.m. today", "Wait... what", "No. 5"
+        return (e, False, resume)
 
-    def _ends_sentence(self, i: int, e: int, after: str) -> bool:
-        if after.islower():
-            return False  # "e.g. the", "etc. and", "p.m. today", "Wait... what"
+    def _sentence_end(self, i: int, e: int) -> int:
+        """Whether the terminator run ``buf[i:e]``, followed by a space, ends a sentence."""
         buf = self._buf
         run = buf[i:e]
+        closed = any(ch in _CLOSERS for ch in run)
         if any(ch in _STRONG_TERMINATORS for ch in run):
-            return True
+            return _UNLESS_LOWER if closed else _YES  # '"Why?" she asked'
         if "\u2026" in run or run.count(".") > 1:
-            return True  # an ellipsis before a capital
+            return _UNLESS_LOWER  # an ellipsis: "Wait... what", "I see... Then"
         j = i
         stop = max(i - 40, 0)
         while j > stop and not buf[j - 1].isspace():
             j -= 1
         word = buf[j:i].lstrip(_OPENERS)
-        if not word:
-            return True
         lowered = word.lower()
         if lowered in self._abbreviations:
-            return False
-        if after.isdigit() and lowered in _BEFORE_NUMBER:
-            return False
+            return _NO
         if len(word) == 1 and word.isalpha() and not _CJK_CHAR.match(word):
-            return False  # an initial: "J. R. R. Tolkien"
+            return _NO  # an initial: "J. R. R. Tolkien"
         if _INITIALISM.fullmatch(word):
-            return lowered in _TERMINAL_INITIALISMS  # "U.S.", "e.g.", "Ph.D." do not end
-        return not (len(word) <= 3 and word.isdigit() and self._starts_item(j))
+            # "U.S.", "e.g.", "Ph.D." do not end a sentence; "a.m." and "p.m." may.
+            return _UNLESS_LOWER if lowered in _TERMINAL_INITIALISMS else _NO
+        if lowered in _BEFORE_NUMBER:
+            return _UNLESS_NUMBER
+        if lowered in _MAY_END:
+            return _UNLESS_LOWER
+        if len(word) <= 3 and word.isdigit() and self._starts_item(j):
+            return _NO  # a list number
+        return _UNLESS_LOWER if closed else _YES
 
     def _starts_item(self, j: int) -> bool:
         """Whether a number at ``j`` numbers a list item (at a line start, after a colon)."""
@@ -577,6 +606,21 @@ class SentenceSplitter:
             newlines += _count_newlines(buf, end, new_end)
         self._ws_cache = (start, new_end, newlines)
         return new_end, newlines
+
+    def _break_start(self, i: int) -> int:
+        """Where a cut decided at ``i`` (or at the end of the text) starts, for the limit.
+
+        A terminator cuts after its run, which belongs to the sentence that it ends. A line
+        break cuts where its whitespace starts, and a terminator run right before that
+        belongs to the sentence too. At the end of the text, a line break may still come.
+        """
+        buf = self._buf
+        if i < len(buf) and buf[i] not in _NEWLINES:
+            return i
+        j = self._space_start(i)
+        while j > 0 and buf[j - 1] in _RUN_CHARS:
+            j -= 1
+        return j
 
     def _space_start(self, i: int) -> int:
         buf = self._buf
