@@ -195,6 +195,23 @@ def test_markers_are_well_formed(path: Path) -> None:
     parse_page(path)
 
 
+def test_site_builds_strictly(tmp_path: Path) -> None:
+    """``mkdocs build --strict``, as scripts/docs runs it: no broken link or reference."""
+    for module in ("mkdocs", "material", "mkdocstrings_handlers.python"):
+        pytest.importorskip(module, reason=f"{module} is not installed; it is in the docs extra")
+    proc = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path)],
+        cwd=ROOT,
+        env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (tmp_path / "reference" / "chain" / "index.html").exists()
+
+
 def test_skips_are_rare() -> None:
     skipped = [
         f"{_page_id(Path(page['path']))}:{item['line']}: {item['skip']}"
