@@ -5,7 +5,9 @@ mkdocstrings. Two habits of that style need help in mkdocstrings:
 
 - ``Example:`` (singular) is a Google section, but griffe reads only ``Examples:`` as
   one; the singular becomes a note in which ``>>>`` lines run together as quoted text.
-  :class:`GoogleExamples` renames it before griffe parses the docstring.
+  :class:`GoogleExamples` renames it before griffe parses the docstring, and turns the
+  reStructuredText ``text::`` that introduces an indented literal block into ``text:``
+  (the indented block is code in Markdown already).
 - Sphinx roles such as ``:class:`~chainvoice.Audio``` or ``:meth:`close``` are not
   Markdown. :class:`SphinxRoles` turns each into a link to the object, found the way
   Sphinx finds it (the current class, then the module, then the package), or into plain
@@ -21,6 +23,9 @@ from typing import Any
 import griffe
 
 _SINGULAR = re.compile(r"^(?P<indent>[ \t]*)Example:[ \t]*$", re.MULTILINE)
+# A paragraph that ends with "::" introduces a literal block in reStructuredText; in
+# Markdown the indented block is already code, and the "::" must become ":".
+_LITERAL_INTRO = re.compile(r"(?<=\S)( ?)::[ \t]*\n(?=[ \t]*\n)")
 
 _ROLE = re.compile(
     r":(?:py:)?(?P<role>class|meth|func|attr|mod|exc|data|obj|const|type):"
@@ -29,13 +34,18 @@ _ROLE = re.compile(
 _CALLABLE_ROLES = frozenset({"meth", "func"})
 
 
+def _literal_intro(match: re.Match[str]) -> str:
+    return "\n" if match[1] else ":\n"  # "text ::" -> "text", "text::" -> "text:"
+
+
 class GoogleExamples(griffe.Extension):
-    """Rename a docstring's ``Example:`` section to ``Examples:``."""
+    """Rename ``Example:`` sections to ``Examples:``, and end literal-block intros with ":"."""
 
     def on_instance(self, *, obj: griffe.Object, **kwargs: Any) -> None:
         """Rewrite the docstring of each object as it is loaded."""
         if obj.docstring is not None:
-            obj.docstring.value = _SINGULAR.sub(r"\g<indent>Examples:", obj.docstring.value)
+            value = _SINGULAR.sub(r"\g<indent>Examples:", obj.docstring.value)
+            obj.docstring.value = _LITERAL_INTRO.sub(_literal_intro, value)
 
 
 def _lookup(scope: griffe.Object | griffe.Alias, dotted: str) -> str | None:
