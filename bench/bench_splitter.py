@@ -126,6 +126,13 @@ def main() -> None:
         if isinstance(make(), SentenceSplitter):
             assert "".join(pieces) == REPLY
 
+    print("\nThe whole text in one push (cost per character should stay flat):")
+    print(f"{'case':52} {'chars':>8} {'us/char':>8}")
+    for n in (100_000, 800_000):
+        whole = (REPLY * (n // len(REPLY) + 1))[:n]
+        seconds = best_time(lambda whole=whole: run(SentenceSplitter, [whole]), repeat=3)  # type: ignore[misc]
+        print(f"{'realistic reply, defaults':52} {n:8,} {seconds / n * 1e6:8.2f}")
+
     print("\nOne character per push (cost per character should stay flat as replies grow):")
     print(f"{'case':52} {'chars':>8} {'us/char':>8}")
     prose = (REPLY * 10)[:100_000]

@@ -594,6 +594,14 @@ def test_push_takes_only_text() -> None:
     assert splitter.push("") == []
 
 
+def test_a_whole_long_reply_in_one_push_is_split_as_when_streamed() -> None:
+    paragraph = "Dr. Smith arrived at 3.15 p.m., e.g. with Jane. 你好。我们走吧！\n\n- Item one.\n"
+    text = paragraph * 200  # well over the slice a long delta is taken in
+    tokens = [text[k : k + 3] for k in range(0, len(text), 3)]
+    assert split(text) == split(text, tokens)
+    assert "".join(split(text)) == text
+
+
 def test_a_long_reply_fed_one_character_at_a_time() -> None:
     paragraph = (
         "Dr. Smith arrived at 3.15 p.m. with the U.S. team, e.g. Jane and Bob. "

@@ -41,6 +41,8 @@ _CJK_RANGES = (
 # each counts as two towards the length limits.
 _WIDE_RANGES = _CJK_RANGES + "\u1100-\u11ff\u3130-\u318f\uac00-\ud7af"
 _WIDE_WEIGHT = 2
+# A longer delta is taken a slice at a time.
+_SLICE = 4096
 
 _ESC_CLOSERS = re.escape(_CLOSERS)
 # Where a decision may be needed: a terminator or a line break.
@@ -332,6 +334,13 @@ class SentenceSplitter:
             )
         if not delta:
             return []
+        if len(delta) > _SLICE:
+            # The pieces do not depend on the delta boundaries, and a short buffer keeps
+            # each cut cheap: take a long text (a whole reply at once) a slice at a time.
+            pieces: list[str] = []
+            for k in range(0, len(delta), _SLICE):
+                pieces += self.push(delta[k : k + _SLICE])
+            return pieces
         # Appending to a string nothing else refers to lets CPython grow it in place, so a
         # push costs time in proportion to the delta, not to the pending text.
         buf = self._buf
@@ -460,8 +469,12 @@ class SentenceSplitter:
         start = self._start  # only whitespace before it, so no wide characters
         if not self._wide:
             return c - start
-        after = len(_WIDE_CHAR.findall(self._buf, c))  # the look-ahead only: short
-        return c - start + (_WIDE_WEIGHT - 1) * (self._wide - after)
+        buf = self._buf
+        if c - start <= len(buf) - c:  # count the shorter side
+            wide = len(_WIDE_CHAR.findall(buf, start, c))
+        else:
+            wide = self._wide - len(_WIDE_CHAR.findall(buf, c))
+        return c - start + (_WIDE_WEIGHT - 1) * wide
 
     def _index_for(self, start: int, length: int) -> int:
         """The first index ``c`` at which the piece from ``start`` is ``length`` long."""
