@@ -212,6 +212,44 @@ def test_site_builds_strictly(tmp_path: Path) -> None:
     assert (tmp_path / "reference" / "chain" / "index.html").exists()
 
 
+def test_reference_signatures_of_attrs_classes_match_the_runtime() -> None:
+    """The docs' griffe extension gives attrs classes the signature attrs generates."""
+    griffe = pytest.importorskip(
+        "griffe", reason="griffe is not installed; it is in the docs extra"
+    )
+    import importlib.util
+    import inspect
+
+    import attrs
+
+    import chainvoice
+    import chainvoice.testing
+
+    spec = importlib.util.spec_from_file_location("docs_ext", DOCS / "_griffe" / "docstrings.py")
+    assert spec is not None and spec.loader is not None
+    ext = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ext)
+    loader = griffe.GriffeLoader(
+        extensions=griffe.load_extensions(ext.AttrsInit()), search_paths=[str(ROOT / "src")]
+    )
+    loader.load("chainvoice")
+    loader.resolve_aliases(implicit=False, external=False)
+    checked = 0
+    for module in (chainvoice, chainvoice.testing):
+        for name in module.__all__:
+            obj = getattr(module, name)
+            if not (isinstance(obj, type) and attrs.has(obj)):
+                continue
+            runtime = [(p.name, p.kind.name) for p in inspect.signature(obj).parameters.values()]
+            init = loader.modules_collection[f"{module.__name__}.{name}"].members["__init__"]
+            documented = [
+                (p.name, p.kind.name.upper()) for p in init.parameters if p.name != "self"
+            ]
+            assert documented == runtime, name
+            checked += 1
+    assert checked > 10
+
+
 def test_skips_are_rare() -> None:
     skipped = [
         f"{_page_id(Path(page['path']))}:{item['line']}: {item['skip']}"
