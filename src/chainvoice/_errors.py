@@ -16,6 +16,8 @@ around code that hands chainvoice bad input::
     ├── MissingDependencyError (ImportError)     an optional extra is not installed
     ├── ProtocolError (TypeError)                a stage broke its protocol (wrong return type, ...)
     ├── StageError (RuntimeError)                a stage failed during a turn; carries ``.partial``
+    ├── PartialTranscriptionError (RuntimeError) pieces of a long recording failed; keeps
+    │                                            the rest on ``.transcript``; ``.retry()``
     └── APIError                                 a backend service failed
         ├── AuthenticationError (PermissionError)    bad or missing key, or no permission
         ├── NotFoundError (LookupError)              unknown model or resource
@@ -36,7 +38,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from chainvoice._types import Turn
+    from collections.abc import Awaitable, Callable, Sequence
+
+    from chainvoice._types import Transcript, Turn
 
 __all__ = [
     "APIConnectionError",
@@ -53,6 +57,7 @@ __all__ = [
     "InvalidSamplesError",
     "MissingDependencyError",
     "NotFoundError",
+    "PartialTranscriptionError",
     "ProtocolError",
     "RateLimitError",
     "SampleRateError",
@@ -136,6 +141,96 @@ class StageError(ChainvoiceError, RuntimeError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.stage, self.error, self.partial))
+
+
+def _clock(seconds: float) -> str:
+    tenths = round(max(0.0, seconds) * 10)
+    hours, rest = divmod(tenths, 36000)
+    minutes, rest = divmod(rest, 600)
+    return f"{hours}:{minutes:02d}:{rest / 10:04.1f}"
+
+
+class PartialTranscriptionError(ChainvoiceError, RuntimeError):
+    """Some pieces of a long recording could not be transcribed; the others are kept.
+
+    Raised by ``LongTranscriber`` (and the transcribers that use it for long audio) once
+    the failed pieces have used up their retries. Nothing already transcribed is lost:
+    ``.transcript`` is the stitched transcript of every piece that succeeded, and
+    ``.retry()`` sends only the failed pieces again.
+
+    Attributes:
+        transcript: The transcript of the pieces that succeeded, on the recording's clock.
+        failed: ``(start, end, exception)`` for each failed piece, in seconds of the
+            recording, in order.
+        pieces: How many pieces the recording was cut into.
+    """
+
+    def __init__(
+        self,
+        transcript: Transcript,
+        failed: Sequence[tuple[float, float, BaseException]],
+        *,
+        pieces: int,
+        retry: Callable[..., Transcript] | None = None,
+        aretry: Callable[..., Awaitable[Transcript]] | None = None,
+    ) -> None:
+        self.transcript = transcript
+        self.failed = [(float(a), float(b), exc) for a, b, exc in failed]
+        self.pieces = pieces
+        self._retry = retry
+        self._aretry = aretry
+        shown = [
+            f"{_clock(a)}-{_clock(b)} ({type(exc).__name__}: {exc})"
+            for a, b, exc in self.failed[:5]
+        ]
+        if len(self.failed) > 5:
+            shown.append(f"and {len(self.failed) - 5} more")
+        kept = pieces - len(self.failed)
+        super().__init__(
+            f"{len(self.failed)} of {pieces} pieces of the recording could not be "
+            f"transcribed: {'; '.join(shown)}. The transcript of the other {kept} "
+            f"piece{'s' if kept != 1 else ''} is kept on .transcript; call .retry() (or "
+            "`await .aretry()` in async code) to transcribe only the failed pieces once the "
+            "cause is fixed (e.g. after waiting out a rate limit)"
+        )
+
+    def retry(self, transcriber: object | None = None) -> Transcript:
+        """Transcribe only the failed pieces again, and return the whole transcript.
+
+        Args:
+            transcriber: Another transcriber to use (e.g. one with a fixed key); by
+                default the one that failed.
+
+        Raises:
+            PartialTranscriptionError: Some pieces failed again (a new error, holding all
+                that succeeded so far).
+            ConfigurationError: The error was unpickled, or came from async code (use
+                :meth:`aretry`).
+        """
+        if self._retry is None:
+            raise ConfigurationError(
+                "this error has lost its pieces (it was copied or unpickled), so it cannot "
+                "retry; transcribe the failed time ranges yourself"
+            )
+        return self._retry(transcriber)
+
+    async def aretry(self, transcriber: object | None = None) -> Transcript:
+        """The async form of :meth:`retry`."""
+        if self._aretry is None:
+            raise ConfigurationError(
+                "this error has lost its pieces (it was copied or unpickled), so it cannot "
+                "retry; transcribe the failed time ranges yourself"
+            )
+        return await self._aretry(transcriber)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_partial, (self.transcript, self.failed, self.pieces))
+
+
+def _rebuild_partial(
+    transcript: Transcript, failed: Sequence[tuple[float, float, BaseException]], pieces: int
+) -> PartialTranscriptionError:
+    return PartialTranscriptionError(transcript, failed, pieces=pieces)
 
 
 class APIError(ChainvoiceError):
