@@ -20,7 +20,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from chainvoice._audio import Audio
-from chainvoice._chain import AsyncChain, Chain
+from chainvoice._chain import AsyncChain, Chain, Splitter
 from chainvoice._errors import (
     APIConnectionError,
     APIError,
@@ -29,6 +29,7 @@ from chainvoice._errors import (
     AudioFormatError,
     AuthenticationError,
     BadRequestError,
+    ChainBusyError,
     ChainvoiceError,
     ConfigurationError,
     EmptyAudioError,
@@ -36,6 +37,7 @@ from chainvoice._errors import (
     InvalidSamplesError,
     MissingDependencyError,
     NotFoundError,
+    PartialTranscriptionError,
     ProtocolError,
     RateLimitError,
     SampleRateError,
@@ -80,7 +82,9 @@ from chainvoice._types import (
 from chainvoice._version import __version__
 
 if TYPE_CHECKING:
-    from chainvoice import local, openai, testing
+    from chainvoice import local as local
+    from chainvoice import openai as openai
+    from chainvoice import testing as testing
 
 __all__ = [
     "APIConnectionError",
@@ -98,6 +102,7 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "Chain",
+    "ChainBusyError",
     "ChainvoiceError",
     "ConfigurationError",
     "Conversation",
@@ -109,6 +114,7 @@ __all__ = [
     "Message",
     "MissingDependencyError",
     "NotFoundError",
+    "PartialTranscriptionError",
     "ProtocolError",
     "RateLimitError",
     "Reply",
@@ -119,6 +125,7 @@ __all__ = [
     "Segment",
     "SentenceSplitter",
     "ServerError",
+    "Splitter",
     "StageError",
     "StageTiming",
     "StreamInterruptedError",
@@ -135,9 +142,6 @@ __all__ = [
     "Usage",
     "Word",
     "__version__",
-    "local",
-    "openai",
-    "testing",
 ]
 
 _SUBPACKAGES = frozenset({"local", "openai", "testing"})
@@ -158,4 +162,4 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(__all__)
+    return sorted([*__all__, *_SUBPACKAGES])

@@ -29,7 +29,7 @@ from typing import Any, Protocol, TypeVar
 import attrs
 
 from chainvoice._audio import Audio
-from chainvoice._errors import ChainvoiceError, ConfigurationError, ProtocolError, StageError
+from chainvoice._errors import ChainBusyError, ConfigurationError, ProtocolError, StageError
 from chainvoice._events import (
     AudioChunk,
     Event,
@@ -71,10 +71,6 @@ class Splitter(Protocol):
     def flush(self) -> list[str]:
         """Return the rest of the text as final pieces."""
         ...
-
-
-class ChainBusyError(ChainvoiceError, RuntimeError):
-    """A turn was started while another turn of the same chain was still running."""
 
 
 # --------------------------------------------------------------------------------------
@@ -859,14 +855,23 @@ class Chain(_ChainBase):
     def stream(self, audio: Any = None, *, text: str | None = None) -> Iterator[Event]:
         """Run one turn, yielding events as they happen.
 
-        Events come in this order: ``TranscriptDelta`` events (from a streaming
-        transcriber), ``TranscriptDone``, then ``ReplyDelta`` and ``AudioChunk`` events
-        interleaved as they are produced, ``ReplyDone``, and ``TurnDone`` last. Closing
-        the iterator early (``break``, ``close()``) stops every stage promptly; the
-        conversation then records only what was produced.
+        First come ``TranscriptDelta`` events (from a streaming transcriber) and
+        ``TranscriptDone``; then ``ReplyDelta`` and ``AudioChunk`` events interleaved as
+        they are produced, with ``ReplyDone`` once the reply text is complete (audio
+        usually still follows it); ``TurnDone`` comes last. Closing the iterator early
+        (``break``, ``close()``) stops every stage promptly (a sync stage at its next
+        yield); the conversation then records only what was produced.
+
+        Args:
+            audio: The user's speech: an :class:`Audio`, a file path or encoded bytes.
+            text: The user's words as text, instead of audio (skips transcription).
+
+        Returns:
+            An iterator of events.
 
         Raises:
             StageError: A stage failed (raised after every event produced before it).
+            ConfigurationError: Neither or both of ``audio`` and ``text`` were given.
         """
         checked = self._core.check_input(audio, text)
         return self._events(checked, text)
@@ -984,7 +989,19 @@ class AsyncChain(_ChainBase):
         return cls(t, r, s, instructions=instructions, **chain_options)
 
     async def run(self, audio: Any = None, *, text: str | None = None) -> Turn:
-        """Run one whole turn and return it (see :meth:`Chain.run`)."""
+        """Run one whole turn and return it (see :meth:`Chain.run`).
+
+        Args:
+            audio: The user's speech: an :class:`Audio`, a file path or encoded bytes.
+            text: The user's words as text, instead of audio (skips transcription).
+
+        Returns:
+            The turn: transcript, reply text and audio, timings and usage.
+
+        Raises:
+            StageError: A stage failed; ``.partial`` holds what the turn produced.
+            ConfigurationError: Neither or both of ``audio`` and ``text`` were given.
+        """
         turn: Turn | None = None
         async with contextlib.aclosing(self.stream(audio, text=text)) as events:
             async for event in events:
@@ -999,6 +1016,17 @@ class AsyncChain(_ChainBase):
         To stop early, close the iterator (``await events.aclose()``, or iterate inside
         ``contextlib.aclosing(chain.stream(...))``) or cancel the task: every stage stops
         promptly and the conversation records only what was produced.
+
+        Args:
+            audio: The user's speech: an :class:`Audio`, a file path or encoded bytes.
+            text: The user's words as text, instead of audio (skips transcription).
+
+        Returns:
+            An async generator of events.
+
+        Raises:
+            StageError: A stage failed (raised after every event produced before it).
+            ConfigurationError: Neither or both of ``audio`` and ``text`` were given.
         """
         checked = self._core.check_input(audio, text)
         return self._core.events(checked, text)

@@ -15,6 +15,7 @@ around code that hands chainvoice bad input::
     │   └── UnsupportedParameterError            a model does not take a parameter
     ├── MissingDependencyError (ImportError)     an optional extra is not installed
     ├── ProtocolError (TypeError)                a stage broke its protocol (wrong return type, ...)
+    ├── ChainBusyError (RuntimeError)            a turn started while the chain ran another
     ├── StageError (RuntimeError)                a stage failed during a turn; carries ``.partial``
     ├── PartialTranscriptionError (RuntimeError) pieces of a long recording failed; keeps
     │                                            the rest on ``.transcript``; ``.retry()``
@@ -50,6 +51,7 @@ __all__ = [
     "AudioFormatError",
     "AuthenticationError",
     "BadRequestError",
+    "ChainBusyError",
     "ChainvoiceError",
     "ConfigurationError",
     "EmptyAudioError",
@@ -110,6 +112,14 @@ class MissingDependencyError(ChainvoiceError, ImportError):
 
 class ProtocolError(ChainvoiceError, TypeError):
     """A stage returned something its protocol does not allow."""
+
+
+class ChainBusyError(ChainvoiceError, RuntimeError):
+    """A turn was started while another turn of the same chain was still running.
+
+    A chain keeps one conversation, so its turns run one at a time: wait for the running
+    turn (or close its stream), or use a separate chain for each conversation.
+    """
 
 
 class StageError(ChainvoiceError, RuntimeError):

@@ -86,7 +86,12 @@ class Usage:
     def total(cls, items: Iterable[Usage]) -> Usage:
         """Sum usage items. The cost is ``None`` if any item's cost is unknown.
 
-        An empty iterable sums to a usage whose cost is unknown, since nothing was reported.
+        Args:
+            items: The usage items to add up.
+
+        Returns:
+            Their sum; an empty iterable sums to a usage whose cost is unknown, since
+            nothing was reported.
         """
         out: Usage | None = None
         for item in items:
@@ -252,7 +257,16 @@ class Conversation:
     instructions: str | None = attrs.field(default=None, kw_only=True)
 
     def add(self, role: Role, content: str, *, interrupted: bool = False) -> Conversation:
-        """A new conversation with one more message."""
+        """A new conversation with one more message.
+
+        Args:
+            role: ``"user"`` or ``"assistant"`` (or ``"system"``).
+            content: The message text.
+            interrupted: True when the message holds only part of what was meant.
+
+        Returns:
+            The longer conversation (this one is unchanged).
+        """
         return attrs.evolve(
             self, messages=(*self.messages, Message(role, content, interrupted=interrupted))
         )
