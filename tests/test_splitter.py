@@ -9,7 +9,7 @@ import itertools
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from chainvoice import ConfigurationError, SentenceSplitter
@@ -97,6 +97,11 @@ def test_pieces_join_to_the_text_for_any_deltas(
 
 @settings(max_examples=300, deadline=None)
 @given(text=texts, cuts=st.lists(st.integers(0, 10_000), max_size=30), opts=options())
+@example(  # a run of line breaks that arrives in parts, past the length limit
+    text="et \u2014\u2026'##\u2028\n\n>",
+    cuts=[],
+    opts={"max_chars": 5, "first_max_chars": 2, "min_chars": 5, "first_min_chars": 2},
+)
 def test_pieces_do_not_depend_on_the_delta_boundaries(
     text: str, cuts: list[int], opts: dict[str, int | None]
 ) -> None:

@@ -572,6 +572,13 @@ class SentenceSplitter:
     def _decide_line_break(self, i: int) -> _Decision | None:
         buf = self._buf
         k, newlines = self._space_end(i)
+        j = i
+        while j > 0 and buf[j - 1].isspace():
+            j -= 1
+            if buf[j] in _NEWLINES:
+                # The rest of a run of line breaks that was decided at its first one
+                # when the run had reached the end of the text.
+                return (-1, False, k)
         if newlines >= 2:
             return (self._space_start(i), True, k)  # a paragraph break
         kind = self._line_kind(i)
