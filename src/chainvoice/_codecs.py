@@ -11,6 +11,7 @@ pydub is only used to convert to and from ``AudioSegment`` and is imported on fi
 from __future__ import annotations
 
 import contextlib
+import mmap
 import os
 import re
 import shutil
@@ -21,7 +22,7 @@ import threading
 import warnings
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Final
+from typing import IO, Any, Final
 
 import attrs
 import numpy as np
@@ -699,6 +700,141 @@ class _FFmpegFailed(Exception):
         self.stderr = stderr
 
 
+# Decoding reads ffmpeg's float WAV from the pipe into anonymous memory maps of 16 MB, then
+# moves them one by one into the final array, unmapping each as it goes: memory stays at the
+# decoded samples plus about two chunks (a bytes buffer copied into an array would need two
+# full copies). Untouched pages of the final array cost nothing until they are written.
+_READ_CHUNK: Final = 1 << 24
+_FINITE_BLOCK: Final = 1 << 20
+
+
+def _read_exact(stream: IO[bytes], size: int) -> bytes:
+    parts = []
+    while size > 0:
+        part = stream.read(size)
+        if not part:
+            break
+        parts.append(part)
+        size -= len(part)
+    return b"".join(parts)
+
+
+def _read_stream_wav(stream: IO[bytes]) -> tuple[Samples, int]:
+    """Read a (streamed) WAV of 32-bit float samples from ``stream`` into a numpy array.
+
+    Raises:
+        EmptyAudioError: No frames.
+        AudioFormatError: No WAV header, or a sample format other than 32-bit float.
+        InvalidSamplesError: NaN or infinite samples.
+    """
+    head = _read_exact(stream, 12)
+    if len(head) < 12 or head[:4] not in (b"RIFF", b"RF64") or head[8:12] != b"WAVE":
+        raise _corrupt("the decoder's output has no WAV header")
+    fmt: _WavFormat | None = None
+    while True:
+        chunk = _read_exact(stream, 8)
+        if len(chunk) < 8:
+            raise _corrupt("the decoder's output has no data chunk")
+        chunk_id, size = chunk[:4], struct.unpack_from("<I", chunk, 4)[0]
+        if chunk_id == b"data":
+            break
+        body = _read_exact(stream, size + (size & 1))
+        if chunk_id == b"fmt ":
+            fmt = _parse_fmt(body[:size])
+    if fmt is None:
+        raise _corrupt("no fmt chunk, so the sample format is unknown")
+    if fmt.tag != _WAVE_FORMAT_IEEE_FLOAT or fmt.sample_bytes != 4:
+        raise AudioFormatError("the decoder did not write 32-bit float samples")
+    frame_bytes = 4 * fmt.channels
+    blocks: list[mmap.mmap] = []
+    total = 0
+    try:
+        while True:
+            block = mmap.mmap(-1, _READ_CHUNK)
+            blocks.append(block)
+            filled = 0
+            with memoryview(block) as view:
+                while filled < _READ_CHUNK:
+                    count = stream.readinto(view[filled:])  # type: ignore[attr-defined]
+                    if not count:
+                        break
+                    filled += count
+            total += filled
+            if filled < _READ_CHUNK:
+                break
+        frames = total // frame_bytes
+        if frames == 0:
+            raise EmptyAudioError("the WAV file holds no audio frames (0 samples)")
+        buffer = np.empty(frames * frame_bytes, dtype=np.uint8)
+        for index, block in enumerate(blocks):
+            start = index * _READ_CHUNK
+            take = min(_READ_CHUNK, buffer.size - start)
+            if take > 0:
+                with memoryview(block) as view:
+                    buffer[start : start + take] = np.frombuffer(view, np.uint8, take)
+            block.close()
+    finally:
+        for block in blocks:
+            block.close()
+    samples = buffer.view("<f4")
+    for first in range(0, samples.size, _FINITE_BLOCK):
+        if not np.isfinite(samples[first : first + _FINITE_BLOCK]).all():
+            raise InvalidSamplesError(
+                "the decoded audio contains NaN or infinite samples: the file is corrupt; "
+                "re-export it"
+            )
+    out = samples.astype(np.float32, copy=False).reshape(frames, fmt.channels)
+    out.setflags(write=False)
+    buffer.setflags(write=False)
+    return out, fmt.rate
+
+
+def _ffmpeg_samples(ffmpeg: str, args: list[str]) -> tuple[Samples, int]:
+    """Run ffmpeg (which writes float WAV to stdout) and read its samples as they come.
+
+    Raises:
+        _FFmpegFailed: ffmpeg failed (with its stderr).
+        FFmpegNotFoundError: ffmpeg cannot be run.
+        EmptyAudioError, AudioFormatError, InvalidSamplesError: As in
+            :func:`_read_stream_wav`, when ffmpeg itself succeeded.
+    """
+    cmd = [ffmpeg, "-hide_banner", "-nostats", "-loglevel", "error", *args]
+    # stderr goes to a file: a pipe could fill up (one line per corrupt frame) and stall
+    # ffmpeg while we wait on its stdout.
+    with tempfile.TemporaryFile() as errors:
+        try:
+            proc = subprocess.Popen(
+                cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errors
+            )
+        except FileNotFoundError as exc:
+            clear_ffmpeg_cache()
+            raise FFmpegNotFoundError(f"ffmpeg at {ffmpeg!r} disappeared: {FFMPEG_HINT}") from exc
+        except PermissionError as exc:
+            raise FFmpegNotFoundError(
+                f"ffmpeg at {ffmpeg!r} cannot be run ({exc}): {FFMPEG_HINT}"
+            ) from exc
+        assert proc.stdout is not None
+        problem: Exception | None = None
+        result: tuple[Samples, int] | None = None
+        try:
+            result = _read_stream_wav(proc.stdout)
+        except (AudioFormatError, EmptyAudioError, InvalidSamplesError, _NeedsFFmpeg) as exc:
+            problem = exc
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+        finally:
+            proc.stdout.close()
+        if proc.wait() != 0:
+            errors.seek(0)
+            raise _FFmpegFailed(errors.read())
+    if problem is not None:
+        raise problem
+    assert result is not None
+    return result
+
+
 def _ffmpeg_decode(
     ffmpeg: str, data: bytes | None, path: str | None, demuxer: str | None, label: str = ""
 ) -> tuple[Samples, int]:
@@ -710,7 +846,7 @@ def _ffmpeg_decode(
         if path is not None:
             # "file:" keeps ffmpeg from reading a name with a colon as a protocol.
             src = "file:" + os.path.abspath(path)
-            wav = _run_ffmpeg(ffmpeg, [*fmt_args, "-i", src, *out_args], None)
+            decoded = _ffmpeg_samples(ffmpeg, [*fmt_args, "-i", src, *out_args])
         else:
             # Bytes go through a temporary file rather than a pipe: ffmpeg needs to seek to
             # read an MP4 index at the end, or an MP3's LAME tag (to drop the encoder delay).
@@ -718,7 +854,7 @@ def _ffmpeg_decode(
                 src = os.path.join(tmp, "input")
                 with open(src, "wb") as f:
                     f.write(data or b"")
-                wav = _run_ffmpeg(ffmpeg, [*fmt_args, "-i", "file:" + src, *out_args], None)
+                decoded = _ffmpeg_samples(ffmpeg, [*fmt_args, "-i", "file:" + src, *out_args])
     except _FFmpegFailed as failed:
         text = failed.stderr.decode("utf-8", "replace")
         if "matches no streams" in text or "does not contain any stream" in text:
@@ -729,14 +865,13 @@ def _ffmpeg_decode(
             _ffmpeg_error(failed.stderr, f"decode {label}")
             + "; the data is corrupt, truncated, or not in the format it claims"
         ) from None
-    try:
-        return _read_wav(wav)
     except EmptyAudioError:
         raise EmptyAudioError(
             f"{label} decoded to no audio at all: the file is empty, cut off or corrupt"
         ) from None
     except (AudioFormatError, _NeedsFFmpeg) as exc:  # pragma: no cover - ffmpeg wrote bad WAV
         raise AudioFormatError(f"ffmpeg returned unreadable output for {label}: {exc}") from None
+    return decoded
 
 
 _SNIFF_BYTES: Final = 1 << 16
