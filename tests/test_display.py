@@ -58,3 +58,27 @@ def test_chain_run_inside_a_notebook_loop() -> None:
         return cv.Chain(None, lambda c: "ok").run(text="hi").reply.text
 
     assert asyncio.run(cell()) == "ok"
+
+
+def test_transcript_output_formats() -> None:
+    t = cv.Transcript(
+        "Hello there. General Kenobi.",
+        segments=[
+            cv.Segment(text="Hello there.", start=0.0, end=1.2, speaker="A"),
+            cv.Segment(text="General Kenobi.", start=1.0, end=2.5, speaker="B"),
+        ],
+    )
+    srt = t.to_srt()
+    assert srt.startswith("1\n00:00:00,000 --> ")
+    assert "General Kenobi." in srt
+    vtt = t.to_vtt()
+    assert vtt.startswith("WEBVTT")
+    import json
+
+    assert json.loads(t.to_json())["segments"][1]["speaker"] == "B"
+    assert t.to_text() == "A: Hello there.\nB: General Kenobi.\n"
+    # Overlapping segments never give overlapping cues.
+    times = [line for line in srt.splitlines() if "-->" in line]
+    first_end = times[0].split(" --> ")[1]
+    second_start = times[1].split(" --> ")[0]
+    assert first_end <= second_start

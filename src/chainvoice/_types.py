@@ -206,6 +206,34 @@ class Transcript:
         seen = dict.fromkeys(s.speaker for s in self.segments if s.speaker is not None)
         return tuple(seen)
 
+    def to_srt(self) -> str:
+        """The transcript as SubRip (``.srt``) subtitles.
+
+        Cues are of readable length (at most two lines of 42 characters and 7 seconds)
+        and never overlap; without segment times the whole text is one cue.
+        """
+        from chainvoice._subtitles import to_srt
+
+        return to_srt(self)
+
+    def to_vtt(self) -> str:
+        """The transcript as WebVTT (``.vtt``) subtitles, cued as :meth:`to_srt`."""
+        from chainvoice._subtitles import to_vtt
+
+        return to_vtt(self)
+
+    def to_json(self) -> str:
+        """The transcript as JSON: text, language, duration, model, segments and words."""
+        from chainvoice._subtitles import to_json
+
+        return to_json(self)
+
+    def to_text(self) -> str:
+        """The transcript as plain text (one line per speaker turn when diarized)."""
+        from chainvoice._subtitles import to_text
+
+        return to_text(self)
+
     def _repr_html_(self) -> str:
         from chainvoice._display import transcript_html
 
