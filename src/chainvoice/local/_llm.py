@@ -16,6 +16,7 @@ from chainvoice._errors import ConfigurationError
 from chainvoice._types import Usage
 from chainvoice.local._assets import (
     LLM_INSTALL_HINT,
+    passive_openmp,
     require_modules,
     shared_model,
     smollm2_path,
@@ -53,6 +54,7 @@ class _Model:
 
 
 def _load_llm(path: Path, threads: int, context: int) -> _Model:
+    passive_openmp()
     import cyllama
 
     class _ThreadedLLM(cyllama.LLM):  # type: ignore[misc]

@@ -16,6 +16,7 @@ from chainvoice._errors import ConfigurationError, EmptyAudioError
 from chainvoice._types import Segment, Transcript, Usage, Word
 from chainvoice.local._assets import (
     WHISPER_SOURCES,
+    passive_openmp,
     require_modules,
     shared_model,
     whisper_model_dir,
@@ -69,6 +70,7 @@ def _hub_offline() -> Iterator[None]:
 
 
 def _whisper_languages() -> tuple[str, ...]:
+    passive_openmp()
     from faster_whisper.tokenizer import _LANGUAGE_CODES
 
     return tuple(_LANGUAGE_CODES)
@@ -89,6 +91,7 @@ def _load_whisper(model_dir: Path | None, threads: int, compute_type: str) -> An
                 exc,
             )
             directory, files = "whisper-base", whisper_model_files()
+    passive_openmp()
     from faster_whisper import WhisperModel
 
     with _hub_offline():
