@@ -209,7 +209,7 @@ def test_transcribe_many_files_to_a_directory(
 ) -> None:
     other = tmp_path / "second.wav"
     cv.Audio.from_file(speech_file).slice(0, 1.2).save(other)
-    status, out, _ = _run(capsys, "transcribe", str(speech_file), str(other))
+    status, out, _ = _run(capsys, "transcribe", str(speech_file), str(other), "--language", "en")
     assert status == 0
     assert f"==> {speech_file} <==" in out and f"==> {other} <==" in out
     outdir = tmp_path / "subs"
@@ -223,6 +223,8 @@ def test_transcribe_many_files_to_a_directory(
         "srt",
         "--output-dir",
         str(outdir),
+        "--language",
+        "en",
     )
     assert status == 0 and out == ""
     assert sorted(p.name for p in outdir.iterdir()) == ["second.srt", "speech.srt"]

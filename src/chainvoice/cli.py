@@ -22,16 +22,15 @@ from pathlib import Path
 from typing import IO, Any, NoReturn
 
 import chainvoice as cv
-from chainvoice._subtitles import to_json, to_srt, to_text, to_vtt
 
 __all__ = ["main"]
 
 PROG = "chainvoice"
 FORMATS: dict[str, Callable[[cv.Transcript], str]] = {
-    "text": to_text,
-    "json": to_json,
-    "srt": to_srt,
-    "vtt": to_vtt,
+    "text": cv.Transcript.to_text,
+    "json": cv.Transcript.to_json,
+    "srt": cv.Transcript.to_srt,
+    "vtt": cv.Transcript.to_vtt,
 }
 DEFAULT_REPLY_FILE = "chainvoice-reply.wav"
 DEMO_QUESTION = "data/question.wav"
