@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import difflib
 import inspect
 import math
 import random
@@ -106,7 +105,7 @@ _MIN_RANGE_DB: Final = 12.0  # less dynamic range than this: no pauses to find
 _FLOOR_DB: Final = -100.0
 _PROMPT_CHARS: Final = 400
 _MAX_BACKOFF: Final = 30.0
-_MATCH_TOKENS: Final = 40
+_TOKENS_PER_SECOND: Final = 8  # the most words (or CJK characters) a second of speech holds
 
 Cut = Literal["pause", "hard", "end"]
 
@@ -569,6 +568,42 @@ def _place(piece: Piece, transcript: Transcript) -> _Placed:
     return _Placed(piece, transcript, transcript.text.strip(), tuple(segments), words)
 
 
+def _overlap_match(left: _Placed, right: _Placed) -> tuple[int, int] | None:
+    """Where the words heard twice at a hard cut start, in each text, found by matching.
+
+    The words of the overlap end the left text (perhaps followed by a word cut in two) and
+    start the right one (perhaps after a cut word), so the longest run of the same words
+    is looked for only there, among as many words as the overlap can hold: at most 8 a
+    second, and at most three times the piece's own pace. A single matching word counts
+    only if it is at least four letters long.
+
+    Returns:
+        The offsets in the left and right texts where the shared run starts, or None.
+    """
+    overlap = right.piece.overlap
+    cap = math.ceil(overlap * _TOKENS_PER_SECOND) + 2
+
+    def span(tokens: list[tuple[str, int]], piece: Piece) -> int:
+        pace = len(tokens) / max(piece.duration, overlap, 1e-9)
+        return min(cap, math.ceil(3.0 * pace * overlap) + 2)
+
+    left_tokens, right_tokens = _tokens(left.text), _tokens(right.text)
+    a = left_tokens[-span(left_tokens, left.piece) :]
+    b = right_tokens[: span(right_tokens, right.piece)]
+    a_words = [t for t, _ in a]
+    b_words = [t for t, _ in b]
+    for size in range(min(len(a), len(b)), 0, -1):
+        for a_slack, b_slack in ((0, 0), (1, 0), (0, 1), (1, 1)):
+            end = len(a) - a_slack
+            if end - size < 0 or b_slack + size > len(b):
+                continue
+            if a_words[end - size : end] == b_words[b_slack : b_slack + size]:
+                if size == 1 and len(a_words[end - 1]) < 4:
+                    return None
+                return a[end - size][1], b[b_slack][1]
+    return None
+
+
 @attrs.frozen
 class _Boundary:
     """Where the overlap of a hard cut is split: character offsets in each text, and a time."""
@@ -591,13 +626,9 @@ def _boundary(left: _Placed, right: _Placed) -> _Boundary:
                 right_at[keep[0]] if keep else len(right.text),
                 middle,
             )
-    a = _tokens(left.text)[-_MATCH_TOKENS:]
-    b = _tokens(right.text)[:_MATCH_TOKENS]
-    matcher = difflib.SequenceMatcher(None, [t for t, _ in a], [t for t, _ in b], autojunk=False)
-    i, j, size = matcher.find_longest_match(0, len(a), 0, len(b))
-    long_word = size == 1 and len(a[i][0]) >= 6 if size else False
-    if size >= 2 or long_word:
-        return _Boundary(a[i][1], b[j][1], middle)
+    match = _overlap_match(left, right)
+    if match is not None:
+        return _Boundary(match[0], match[1], middle)
     return _Boundary(len(left.text), 0, middle)
 
 

@@ -3,10 +3,15 @@
 The upload is 16 kHz mono 16-bit WAV by default. WAV is written by numpy in microseconds
 and needs no ffmpeg (which a fresh machine may not have); 16 kHz mono is what the
 transcription models work at, so nothing they would use is lost. It costs 32 kB per second,
-so 25 MB (OpenAI's upload limit) holds about 13 minutes; longer audio is sent as FLAC (about
-half the size, lossless) when ffmpeg is available, or refused with a clear error. FLAC for
-every upload would save ~50% of a short upload's bytes (tens of milliseconds on a normal
-link) but costs an ffmpeg process start, which takes longer than that.
+so 25 MB (OpenAI's upload limit) holds about 13 minutes; somewhat longer audio is sent as
+FLAC (about half the size, lossless) when ffmpeg is available. FLAC for every upload would
+save ~50% of a short upload's bytes (tens of milliseconds on a normal link) but costs an
+ffmpeg process start, which takes longer than that.
+
+Audio over the model's duration limit, or too large for one upload, is cut at pauses into
+pieces that fit and transcribed concurrently by :class:`chainvoice.LongTranscriber`, which
+stitches the pieces back on the recording's clock (wrap a transcriber in it yourself to
+choose the concurrency, retries or a progress callback).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Ma
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from chainvoice._audio import Audio
+from chainvoice._codecs import find_ffmpeg
 from chainvoice._errors import (
     AudioError,
     ConfigurationError,
@@ -24,6 +30,7 @@ from chainvoice._errors import (
     StreamInterruptedError,
     UnsupportedParameterError,
 )
+from chainvoice._long import AsyncLongTranscriber, LongTranscriber, PieceLimits
 from chainvoice._types import Logprob, Segment, Transcript, Usage, Word
 from chainvoice.openai._client import ClientSettings
 from chainvoice.openai._common import (
@@ -131,7 +138,7 @@ def _encode_upload(
         wav = mono.to_wav()
         if limit is None or len(wav) <= limit or upload_format == "wav":
             if limit is not None and len(wav) > limit:
-                raise AudioError(_too_big(audio, len(wav), limit, "WAV", "upload_format='flac'"))
+                raise _TooBig(_too_big(audio, len(wav), limit, "WAV", "upload_format='flac'"))
             return "audio.wav", wav, "audio/wav"
     try:
         flac = mono.encode("flac")
@@ -142,8 +149,12 @@ def _encode_upload(
             "(pip install 'chainvoice[ffmpeg]') or send shorter pieces."
         ) from exc
     if limit is not None and len(flac) > limit:
-        raise AudioError(_too_big(audio, len(flac), limit, "FLAC", None))
+        raise _TooBig(_too_big(audio, len(flac), limit, "FLAC", None))
     return "audio.flac", flac, "audio/flac"
+
+
+class _TooBig(AudioError):
+    """An upload over the size limit (the transcriber then sends the audio in pieces)."""
 
 
 def _too_big(audio: Audio, size: int, limit: int, what: str, hint: str | None) -> str:
@@ -382,12 +393,49 @@ class _TranscriberCore:
         self.diarizes = info is not None and info.accepts("diarization")
         self.extra_body = dict(extra_body) if extra_body else None
 
-    def request(self, audio: Audio, *, stream: bool) -> dict[str, Any]:
+    def piece_limits(self, audio: Audio) -> PieceLimits:
+        """What one request takes, for ``audio`` sent as WAV at its rate (at most 16 kHz)."""
+        rate = min(audio.rate, UPLOAD_RATE)
+        return PieceLimits(
+            max_seconds=self.max_seconds, max_bytes=self.limit, bytes_per_second=2.0 * rate
+        )
+
+    def needs_pieces(self, audio: Audio) -> bool:
+        """Whether ``audio`` is too long or too large for one request.
+
+        Audio whose WAV is over the size limit but within twice it is still sent in one
+        request as FLAC (which about halves speech) when the format allows and ffmpeg is
+        there; if the FLAC turns out too large, the transcriber falls back to pieces.
+        """
+        if not isinstance(audio, Audio) or audio.frames == 0:
+            return False
+        if self.max_seconds is not None and audio.duration > self.max_seconds:
+            return True
+        frames = audio.frames if audio.rate <= UPLOAD_RATE else audio.duration * UPLOAD_RATE
+        wav_bytes = 44 + 2 * frames
+        if wav_bytes <= self.limit:
+            return False
+        if self.upload_format == "wav" or wav_bytes > 2 * self.limit:
+            return True
+        try:
+            find_ffmpeg()
+        except FFmpegNotFoundError:
+            return True
+        return False
+
+    def request(self, audio: Audio, *, stream: bool, prompt: str | None = None) -> dict[str, Any]:
         """Keyword arguments for ``client.audio.transcriptions.create``.
+
+        Args:
+            audio: The audio to send.
+            stream: Ask for a stream.
+            prompt: Text to add after the transcriber's own prompt (e.g. the end of the
+                previous piece's transcript).
 
         Raises:
             EmptyAudioError: No frames.
             AudioError: Longer than the model takes, or too large to upload.
+            UnsupportedParameterError: A ``prompt`` for a model that takes none.
         """
         if not isinstance(audio, Audio):
             raise TypeError(f"transcribe() takes an Audio, not {type(audio).__name__}")
@@ -403,6 +451,10 @@ class _TranscriberCore:
             "response_format": self.response_format,
             **self.options,
         }
+        if prompt:
+            check_params(self.setup.model, "transcription", ["prompt"])
+            own = self.options.get("prompt")
+            kwargs["prompt"] = f"{own}\n{prompt}" if own else prompt
         if (
             self.diarizes
             and "chunking_strategy" not in kwargs
@@ -621,6 +673,13 @@ class _TranscriberBase(OpenAIStage):
         """Whether this transcriber streams text as it is recognised."""
         return self._core.stream
 
+    def piece_limits(self, audio: Audio) -> PieceLimits:
+        """What one request takes (the model's duration and upload limits), for ``audio``.
+
+        :class:`chainvoice.LongTranscriber` cuts longer audio into pieces that fit.
+        """
+        return self._core.piece_limits(audio)
+
     def __repr__(self) -> str:
         return stage_repr(
             type(self).__name__,
@@ -675,18 +734,36 @@ class OpenAITranscriber(_TranscriberBase):
 
     _asynchronous = False
 
-    def transcribe(self, audio: Audio) -> Transcript:
-        """Transcribe ``audio`` in one request (streamed and collected when the model streams).
+    def transcribe(self, audio: Audio, *, prompt: str | None = None) -> Transcript:
+        """Transcribe ``audio`` of any length.
+
+        Audio that fits the model's limits takes one request (streamed and collected when
+        the model streams). Longer or larger audio is cut at pauses and its pieces sent
+        concurrently (:class:`chainvoice.LongTranscriber`, with its defaults).
+
+        Args:
+            audio: The speech to transcribe.
+            prompt: Text to send after this transcriber's own prompt, for this call only
+                (e.g. what was said just before this audio).
 
         Raises:
             EmptyAudioError: ``audio`` has no frames.
-            AudioError: Too long or too large for one request.
+            PartialTranscriptionError: Some pieces of a long recording failed; the
+                transcript of the others is kept on it.
             APIError: The request failed (a subclass says how).
         """
+        if self._core.needs_pieces(audio):
+            return LongTranscriber(self).transcribe(audio)
+        try:
+            return self._transcribe_one(audio, prompt)
+        except _TooBig:
+            return LongTranscriber(self).transcribe(audio)
+
+    def _transcribe_one(self, audio: Audio, prompt: str | None) -> Transcript:
         if self._core.stream:
-            items = _sync_stream(self._setup, self._core, audio, collecting=True)
+            items = _sync_stream(self._setup, self._core, audio, collecting=True, prompt=prompt)
             return _last_transcript([item for item in items if isinstance(item, Transcript)])
-        kwargs = self._core.request(audio, stream=False)
+        kwargs = self._core.request(audio, stream=False, prompt=prompt)
         try:
             response = self._setup.client.audio.transcriptions.create(**kwargs)
         except Exception as exc:
@@ -704,15 +781,35 @@ class OpenAIStreamingTranscriber(OpenAITranscriber):
 
         A stream cut before any text arrived is sent again (up to the client's
         ``max_retries``); one cut after text was delivered raises
-        :class:`~chainvoice.StreamInterruptedError`.
+        :class:`~chainvoice.StreamInterruptedError`. Audio over the model's limits is sent
+        in pieces (see :meth:`transcribe`), and its text comes piece by piece, in order.
         """
+        if self._core.needs_pieces(audio):
+            return _no_usage(LongTranscriber(self).transcribe_stream(audio))
         return _sync_stream(self._setup, self._core, audio)
 
 
+def _no_usage(items: Iterable[str | Usage | Transcript]) -> Iterator[str | Transcript]:
+    return (item for item in items if not isinstance(item, Usage))
+
+
+async def _ano_usage(
+    items: AsyncIterable[str | Usage | Transcript],
+) -> AsyncIterator[str | Transcript]:
+    async for item in items:
+        if not isinstance(item, Usage):
+            yield item
+
+
 def _sync_stream(
-    setup: StageSetup, core: _TranscriberCore, audio: Audio, *, collecting: bool = False
+    setup: StageSetup,
+    core: _TranscriberCore,
+    audio: Audio,
+    *,
+    collecting: bool = False,
+    prompt: str | None = None,
 ) -> Iterator[str | Transcript]:
-    kwargs = core.request(audio, stream=True)
+    kwargs = core.request(audio, stream=True, prompt=prompt)
 
     def consume(stream: Iterable[object]) -> Iterator[str | Transcript]:
         reader = core.reader(audio)
@@ -737,12 +834,20 @@ class AsyncOpenAITranscriber(_TranscriberBase):
 
     _asynchronous = True
 
-    async def transcribe(self, audio: Audio) -> Transcript:
-        """Transcribe ``audio`` in one request; see :meth:`OpenAITranscriber.transcribe`."""
+    async def transcribe(self, audio: Audio, *, prompt: str | None = None) -> Transcript:
+        """Transcribe ``audio`` of any length; see :meth:`OpenAITranscriber.transcribe`."""
+        if self._core.needs_pieces(audio):
+            return await AsyncLongTranscriber(self).transcribe(audio)
+        try:
+            return await self._transcribe_one(audio, prompt)
+        except _TooBig:
+            return await AsyncLongTranscriber(self).transcribe(audio)
+
+    async def _transcribe_one(self, audio: Audio, prompt: str | None) -> Transcript:
         if self._core.stream:
-            items = _async_stream(self._setup, self._core, audio, collecting=True)
+            items = _async_stream(self._setup, self._core, audio, collecting=True, prompt=prompt)
             return _last_transcript([item async for item in items if isinstance(item, Transcript)])
-        kwargs = self._core.request(audio, stream=False)
+        kwargs = self._core.request(audio, stream=False, prompt=prompt)
         try:
             response = await self._setup.client.audio.transcriptions.create(**kwargs)
         except Exception as exc:
@@ -756,14 +861,24 @@ class AsyncOpenAIStreamingTranscriber(AsyncOpenAITranscriber):
     _requires_stream = True
 
     def transcribe_stream(self, audio: Audio) -> AsyncIterator[str | Transcript]:
-        """Yield text deltas as they are recognised, then the final ``Transcript``."""
+        """Yield text deltas as they are recognised, then the final ``Transcript``.
+
+        Audio over the model's limits is sent in pieces; its text comes piece by piece.
+        """
+        if self._core.needs_pieces(audio):
+            return _ano_usage(AsyncLongTranscriber(self).transcribe_stream(audio))
         return _async_stream(self._setup, self._core, audio)
 
 
 def _async_stream(
-    setup: StageSetup, core: _TranscriberCore, audio: Audio, *, collecting: bool = False
+    setup: StageSetup,
+    core: _TranscriberCore,
+    audio: Audio,
+    *,
+    collecting: bool = False,
+    prompt: str | None = None,
 ) -> AsyncIterator[str | Transcript]:
-    kwargs = core.request(audio, stream=True)
+    kwargs = core.request(audio, stream=True, prompt=prompt)
 
     async def open_stream() -> Any:
         return await setup.client.audio.transcriptions.create(**kwargs)
