@@ -330,3 +330,17 @@ def test_a_key_makes_openai_the_default_and_it_says_so(
     assert "sk-test" not in out + err
     assert cv.Audio.from_file(out_file).duration > 0
     assert fake.requests[-1].json["voice"] == "coral"
+
+
+@needs_local
+def test_say_reads_standard_input_and_writes_wav_to_standard_output(
+    capsysbinary: pytest.CaptureFixture[bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO("Good morning to you."))
+    assert main(["say", "-", "-o", "-", "-q"]) == 0
+    data = capsysbinary.readouterr().out
+    assert data[:4] == b"RIFF" and data[8:12] == b"WAVE"
+    audio = cv.Audio.from_bytes(data)
+    assert audio.rate == 24000 and audio.duration > 0.5
