@@ -700,11 +700,11 @@ class _FFmpegFailed(Exception):
         self.stderr = stderr
 
 
-# Decoding reads ffmpeg's float WAV from the pipe into anonymous memory maps of 16 MB, then
+# Decoding reads ffmpeg's float WAV from the pipe into anonymous memory maps of 4 MB, then
 # moves them one by one into the final array, unmapping each as it goes: memory stays at the
 # decoded samples plus about two chunks (a bytes buffer copied into an array would need two
 # full copies). Untouched pages of the final array cost nothing until they are written.
-_READ_CHUNK: Final = 1 << 24
+_READ_CHUNK: Final = 1 << 22
 _FINITE_BLOCK: Final = 1 << 20
 
 
