@@ -29,6 +29,9 @@ from chainvoice._long import (
     PieceLimits,
     ProgressBar,
     TranscriptionProgress,
+    _overlap_match,
+    _place,
+    _Placed,
     _retry_delay,
     atranscribe_long,
     fits_in_one_piece,
@@ -855,3 +858,73 @@ def test_pieces_repr_and_progress_fraction() -> None:
         ).fraction
         == 1.0
     )
+
+
+@pytest.mark.parametrize(
+    ("words", "segments"),
+    [(True, True), (False, True), (False, False), (True, False)],
+    ids=["words+segments", "segments", "text-only", "words-only"],
+)
+def test_subtitles_of_two_hours_are_readable_and_never_overlap(
+    two_hours: Recording, words: bool, segments: bool
+) -> None:
+    from chainvoice._subtitles import CUE_SECONDS, LINE_CHARS, to_srt
+
+    ears = WordTranscriber(words=words, segments=segments)
+    transcript = LongTranscriber(ears, max_piece_seconds=600.0).transcribe(two_hours.audio)
+    items = cues(transcript)
+    assert items[0].start >= 0.0 and items[-1].end <= two_hours.audio.duration
+    for a, b in itertools.pairwise(items):
+        assert a.end <= b.start
+    assert all(len(c.text) <= 2 * LINE_CHARS for c in items)
+    if words or segments:  # timed: every cue is short
+        assert all(c.end - c.start <= CUE_SECONDS + 1e-9 for c in items)
+    srt = to_srt(transcript)
+    assert srt.count(" --> ") == len(items)
+    assert "01:59:" in srt  # times run to the end of the recording
+
+
+def _placed(text: str, start: float, end: float, overlap: float = 0.0) -> _Placed:
+    audio = cv.Audio.silence(end - start, RATE)
+    piece = Piece(index=0, start=start, end=end, audio=audio, overlap=overlap)
+    return _place(piece, cv.Transcript(text))
+
+
+FILLER = " ".join(f"word{i}" for i in range(750))  # five minutes of speech
+
+
+@pytest.mark.parametrize(
+    ("left", "right", "expected"),
+    [
+        # The overlap's words end one text and start the other, with a cut word around.
+        ("we met on tuesday at", "tuesday at noon", ("tuesday at", "tuesday at noon")),
+        ("we will meet at the old bri", "the old bridge at noon", ("the old bri", "the old")),
+        ("and that was the end of it", "end of it. Then we left", ("end of it", "end of it.")),
+        ("we left at dawn", "on the road", None),
+        # One short word in common is not enough.
+        ("this is it and", "and so on", None),
+        # CJK: one character is one word.
+        ("今日は東京で会議があり", "会議がありました", ("会議があり", "会議があり")),
+    ],
+)
+def test_text_matching_at_a_hard_cut(
+    left: str, right: str, expected: tuple[str, str] | None
+) -> None:
+    wide = left[0] > "\u3000"
+    filler = "漢字" * 750 if wide else FILLER + " "
+    a = _placed(filler + left, 0.0, 300.0)
+    b = _placed(right + ("漢字" * 750 if wide else " " + FILLER), 299.0, 600.0, overlap=1.0)
+    found = _overlap_match(a, b)
+    if expected is None:
+        assert found is None
+        return
+    assert found is not None
+    left_at, right_at = found
+    assert (filler + left)[left_at:] == expected[0]
+    assert right[right_at:].startswith(expected[1])
+
+
+def test_the_same_short_text_in_two_long_pieces_is_not_an_overlap() -> None:
+    a = _placed("Hello, this is a test.", 0.0, 300.0)
+    b = _placed("Hello, this is a test.", 299.0, 600.0, overlap=1.0)
+    assert _overlap_match(a, b) is None
