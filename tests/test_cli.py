@@ -344,3 +344,19 @@ def test_say_reads_standard_input_and_writes_wav_to_standard_output(
     assert data[:4] == b"RIFF" and data[8:12] == b"WAVE"
     audio = cv.Audio.from_bytes(data)
     assert audio.rate == 24000 and audio.duration > 0.5
+
+
+def test_a_missing_local_extra_names_both_ways_out(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    real = importlib.util.find_spec
+
+    def find_spec(name: str, *args: object) -> object:
+        return None if name == "faster_whisper" else real(name, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+    monkeypatch.chdir(tmp_path)
+    status, _, err = _run(capsys, "demo")
+    line = _one_line_error(err)
+    assert status == 2
+    assert "pip install 'chainvoice[local]'" in line and "OPENAI_API_KEY" in line

@@ -608,7 +608,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(err, str(exc), 2)
     except cv.StageError as exc:
         return _fail(err, f"the {exc.stage} stage failed: {exc.error}", 1)
-    except (cv.AuthenticationError, cv.MissingDependencyError) as exc:
+    except cv.MissingDependencyError as exc:
+        hint = ""
+        if getattr(args, "backend", None) is None and not os.environ.get("OPENAI_API_KEY"):
+            hint = "; or set OPENAI_API_KEY to use OpenAI instead"
+        return _fail(err, f"{exc}{hint}", 2)
+    except cv.AuthenticationError as exc:
         return _fail(err, str(exc), 2)
     except (cv.ConfigurationError, cv.AudioError) as exc:
         return _fail(err, str(exc), 2)
