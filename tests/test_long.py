@@ -928,3 +928,33 @@ def test_the_same_short_text_in_two_long_pieces_is_not_an_overlap() -> None:
     a = _placed("Hello, this is a test.", 0.0, 300.0)
     b = _placed("Hello, this is a test.", 299.0, 600.0, overlap=1.0)
     assert _overlap_match(a, b) is None
+
+
+def test_streaming_over_hard_cuts_and_many_pieces_gives_the_final_text(
+    two_hours: Recording,
+) -> None:
+    rec = speechlike(600.0, pauses=False, base=0.5, step=0.004, seed=41)
+    long = LongTranscriber(WordTranscriber(base=0.5, step=0.004, words=False), max_piece_seconds=30)
+    items = list(long.transcribe_stream(rec.audio))
+    final = items[-1]
+    assert isinstance(final, cv.Transcript)
+    assert "".join(i for i in items[:-1] if isinstance(i, str)) == final.text
+    assert numbers_in(final) == expected_numbers(rec)
+    # Hundreds of pieces stream in time proportional to their number.
+    many = LongTranscriber(WordTranscriber(), max_piece_seconds=20.0, concurrency=8)
+    assert len(many.plan(two_hours.audio)) > 300
+    items = list(many.transcribe_stream(two_hours.audio))
+    assert len(items) > 10
+    assert "".join(i for i in items[:-1] if isinstance(i, str)) == items[-1].text  # type: ignore[union-attr]
+
+
+def test_a_single_piece_streams_through_the_wrapped_transcriber() -> None:
+    from chainvoice.testing import ScriptedTranscriber
+
+    inner = ScriptedTranscriber(["one two three"], stream=True)
+    events: list[TranscriptionProgress] = []
+    long = LongTranscriber(inner, progress=events.append)
+    items = list(long.transcribe_stream(cv.Audio.silence(2.0)))
+    assert "".join(i for i in items if isinstance(i, str)) == "one two three"
+    assert isinstance(items[-1], cv.Transcript)
+    assert [e.pieces_done for e in events] == [0, 1]

@@ -755,15 +755,22 @@ def _usage(done: Sequence[Transcript]) -> Usage:
 
 
 def _pieces_text(
-    pieces: Sequence[Piece], transcripts: Sequence[Transcript | None]
+    pieces: Sequence[Piece],
+    transcripts: Sequence[Transcript | None],
+    only: range | None = None,
 ) -> list[tuple[int, str, list[Segment], list[Word]]]:
     """Each transcribed piece's part of the whole, as (index, text, segments, words).
 
-    Trimmed at hard cuts, on the recording's clock.
+    Trimmed at hard cuts, on the recording's clock; for the pieces in ``only`` (default:
+    all), which needs only their neighbours.
     """
-    placed: dict[int, _Placed] = {
-        i: _place(pieces[i], t) for i, t in enumerate(transcripts) if t is not None
-    }
+    wanted = range(len(pieces)) if only is None else only
+    near = sorted({i for j in wanted for i in (j - 1, j, j + 1) if 0 <= i < len(pieces)})
+    placed: dict[int, _Placed] = {}
+    for i in near:
+        transcript = transcripts[i]
+        if transcript is not None:
+            placed[i] = _place(pieces[i], transcript)
     boundaries: dict[int, _Boundary] = {}  # between piece i and i + 1
     for i in placed:
         if i + 1 in placed and pieces[i + 1].overlap > 0:
@@ -771,6 +778,8 @@ def _pieces_text(
     many = len(pieces) > 1
     out = []
     for i, item in placed.items():
+        if i not in wanted:
+            continue
         left, right = boundaries.get(i - 1), boundaries.get(i)
         lo = left.right_start if left else 0
         hi = right.left_end if right else len(item.text)
@@ -884,6 +893,13 @@ class _Job:
             error=error,
         )
 
+    def missing(self) -> list[int]:
+        """The pieces not transcribed yet; their old errors are forgotten."""
+        out = [i for i, r in enumerate(self.results) if r is None]
+        for index in out:
+            self.errors.pop(index, None)
+        return out
+
     def record(self, index: int, outcome: Transcript | BaseException) -> None:
         if isinstance(outcome, Transcript):
             self.results[index] = outcome
@@ -891,8 +907,8 @@ class _Job:
         else:
             self.errors[index] = outcome.cause if isinstance(outcome, _Skipped) else outcome
 
-    def stable_text(self) -> str:
-        """The text of the pieces that can no longer change.
+    def stable_upto(self) -> int:
+        """How many pieces, from the first, have text that can no longer change.
 
         That is every piece up to the first missing one, less the last if a hard cut
         follows it (its end is trimmed once the next piece is in).
@@ -900,11 +916,14 @@ class _Job:
         first_missing = next(
             (i for i, r in enumerate(self.results) if r is None), len(self.results)
         )
-        upto = first_missing
         if first_missing < len(self.pieces) and self.pieces[first_missing].overlap > 0:
-            upto -= 1
-        parts = _pieces_text(self.pieces, self.results)
-        return _join_texts([text for i, text, _, _ in parts if i < upto])
+            return first_missing - 1
+        return first_missing
+
+    def texts(self, start: int, stop: int) -> list[str]:
+        """The stitched text of pieces ``start`` to ``stop`` (each trimmed at hard cuts)."""
+        parts = _pieces_text(self.pieces, self.results, range(start, stop))
+        return [text for _, text, _, _ in parts]
 
     def stitched(self) -> Transcript:
         return stitch(self.pieces, self.results, duration=self.audio.duration)
@@ -1291,13 +1310,13 @@ class _Engine:
             raise ConfigurationError(
                 "these pieces were transcribed by an async transcriber: use `await error.aretry()`"
             )
-        for _ in engine.drive_sync(job, sorted(job.errors)):
+        for _ in engine.drive_sync(job, job.missing()):
             pass
         return engine.finish(job)
 
     async def _retry_async(self, job: _Job, transcriber: Any) -> Transcript:
         engine = self._engine_for(transcriber)
-        async for _ in engine.drive_async(job, sorted(job.errors)):
+        async for _ in engine.drive_async(job, job.missing()):
             pass
         return engine.finish(job)
 
@@ -1305,6 +1324,29 @@ class _Engine:
 # --------------------------------------------------------------------------------------------
 # Public faces
 # --------------------------------------------------------------------------------------------
+
+
+class _Emitter:
+    """The text of a job, handed out as it becomes final, in order, each part once."""
+
+    def __init__(self, job: _Job) -> None:
+        self.job = job
+        self.emitted = ""
+        self.next = 0  # the first piece whose text is not out yet
+
+    def more(self) -> str:
+        upto = self.job.stable_upto()
+        if upto <= self.next:
+            return ""
+        text = _join_texts([self.emitted, *self.job.texts(self.next, upto)])
+        self.next = upto
+        delta, self.emitted = text[len(self.emitted) :], text
+        return delta
+
+    def rest(self, final: Transcript) -> str:
+        if len(final.text) > len(self.emitted) and final.text.startswith(self.emitted):
+            return final.text[len(self.emitted) :]
+        return ""
 
 
 class _LongBase:
@@ -1471,17 +1513,22 @@ class LongTranscriber(_LongBase):
         job = engine.job(audio)
         streamer = getattr(engine.transcriber, "transcribe_stream", None)
         if len(job.pieces) == 1 and job.pieces[0].audio is audio and callable(streamer):
-            yield from streamer(audio)
+            engine.notify(job)
+            for item in streamer(audio):
+                if isinstance(item, Transcript):
+                    job.record(0, item)
+                    engine.notify(job, 0)
+                yield item
             return
-        emitted = ""
+        text = _Emitter(job)
         for _ in engine.drive_sync(job, range(len(job.pieces))):
-            text = job.stable_text()
-            if len(text) > len(emitted) and text.startswith(emitted):
-                yield text[len(emitted) :]
-                emitted = text
+            delta = text.more()
+            if delta:
+                yield delta
         final = engine.finish(job)
-        if len(final.text) > len(emitted) and final.text.startswith(emitted):
-            yield final.text[len(emitted) :]
+        delta = text.rest(final)
+        if delta:
+            yield delta
         yield final
 
 
@@ -1510,24 +1557,28 @@ class AsyncLongTranscriber(_LongBase):
         engine = self._engine
         job = engine.job(audio)
         streamer = getattr(engine.transcriber, "transcribe_stream", None)
-        if len(job.pieces) == 1 and job.pieces[0].audio is audio and callable(streamer):
-            stream = streamer(audio)
-            if hasattr(stream, "__aiter__"):
-                async for item in stream:
-                    yield item
-            else:
-                for item in stream:
-                    yield item
+        if (
+            len(job.pieces) == 1
+            and job.pieces[0].audio is audio
+            and callable(streamer)
+            and engine.asynchronous  # a sync stream would block the event loop
+        ):
+            engine.notify(job)
+            async for item in streamer(audio):
+                if isinstance(item, Transcript):
+                    job.record(0, item)
+                    engine.notify(job, 0)
+                yield item
             return
-        emitted = ""
+        text = _Emitter(job)
         async for _ in engine.drive_async(job, range(len(job.pieces))):
-            text = job.stable_text()
-            if len(text) > len(emitted) and text.startswith(emitted):
-                yield text[len(emitted) :]
-                emitted = text
+            delta = text.more()
+            if delta:
+                yield delta
         final = engine.finish(job)
-        if len(final.text) > len(emitted) and final.text.startswith(emitted):
-            yield final.text[len(emitted) :]
+        delta = text.rest(final)
+        if delta:
+            yield delta
         yield final
 
 
