@@ -26,12 +26,15 @@ from chainvoice.local._assets import loaded as _loaded
 
 if TYPE_CHECKING:
     from chainvoice._audio import Audio
+    from chainvoice._long import TranscriptionProgress
 
 __all__ = ["LocalTranscriber"]
 
 logger = logging.getLogger("chainvoice.local")
 
 WHISPER_RATE = 16000
+PIECE_SECONDS = 600.0
+"""Audio longer than this is transcribed in pieces (cut at pauses), one after another."""
 _COMPUTE_TYPES = ("int8", "int8_float32", "float32", "default")
 
 
@@ -240,6 +243,11 @@ class LocalTranscriber:
     ) -> Iterator[str | Transcript]:
         """Yield the text of each segment as it is recognised, then the whole ``Transcript``.
 
+        Audio over ten minutes is transcribed in pieces of at most ten minutes cut at
+        pauses, one after another (``chainvoice.LongTranscriber``), so that memory stays
+        bounded: whisper's features for a whole hour would take about 1.5 GB. Its text
+        then comes piece by piece.
+
         Args:
             audio: The speech to transcribe.
             progress: Called after each segment with the seconds transcribed so far and
@@ -248,6 +256,26 @@ class LocalTranscriber:
         Raises:
             EmptyAudioError: ``audio`` has no frames.
         """
+        if audio.duration > PIECE_SECONDS:
+            return self._stream_pieces(audio, progress)
+        return self._stream(audio, progress)
+
+    def _stream_pieces(
+        self, audio: Audio, progress: Callable[[float, float], None] | None
+    ) -> Iterator[str | Transcript]:
+        from chainvoice._long import LongTranscriber
+
+        one = _OnePiece(self, progress)
+        long = LongTranscriber(
+            one, max_piece_seconds=PIECE_SECONDS, concurrency=1, retries=0, progress=one.moved
+        )
+        for item in long.transcribe_stream(audio):
+            if not isinstance(item, Usage):
+                yield item
+
+    def _stream(
+        self, audio: Audio, progress: Callable[[float, float], None] | None
+    ) -> Iterator[str | Transcript]:
         samples = _whisper_input(audio)
         model = self._model()
         started = time.perf_counter()
@@ -307,6 +335,41 @@ class LocalTranscriber:
             ),
             model=self.model_name,
         )
+
+
+class _OnePiece:
+    """A LocalTranscriber as LongTranscriber sees it: one piece at a time.
+
+    Its progress inside each piece is reported on the whole recording's clock.
+    """
+
+    def __init__(
+        self, owner: LocalTranscriber, progress: Callable[[float, float], None] | None
+    ) -> None:
+        self.owner = owner
+        self.progress = progress
+        self.done = 0.0
+        self.total = 0.0
+
+    def moved(self, event: TranscriptionProgress) -> None:
+        self.done, self.total = event.done_seconds, event.total_seconds
+        if self.progress is not None:
+            self.progress(self.done, self.total)
+
+    def transcribe(self, audio: Audio) -> Transcript:
+        report = None
+        if self.progress is not None:
+            progress = self.progress
+
+            def report(done: float, _total: float) -> None:
+                progress(self.done + done, self.total)
+
+        final: Transcript | None = None
+        for item in self.owner._stream(audio, report):
+            if isinstance(item, Transcript):
+                final = item
+        assert final is not None
+        return final
 
 
 def _whisper_input(audio: Audio) -> np.ndarray[Any, np.dtype[np.float32]]:
