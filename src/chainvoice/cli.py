@@ -389,7 +389,16 @@ def cmd_transcribe(args: argparse.Namespace, out: IO[str], err: IO[str], progres
                         transcript = item
                 assert transcript is not None
             else:
-                transcript = transcriber.transcribe(audio)
+                # Long recordings go in pieces, concurrently; show how far it got.
+                def report_pieces(event: cv.TranscriptionProgress, name: str = name) -> None:
+                    update(
+                        f"Transcribing {Path(name).name}: {_clock(event.done_seconds)} / "
+                        f"{_clock(event.total_seconds)}, "
+                        f"{event.pieces_done}/{event.pieces_total} pieces"
+                    )
+
+                long = cv.LongTranscriber(transcriber, progress=report_pieces)
+                transcript = long.transcribe(audio)
         rendered = render(transcript)
         if args.output_dir is not None:
             target = Path(args.output_dir) / (Path(name).stem + suffix)
