@@ -53,6 +53,7 @@ from chainvoice._types import (
 __all__ = ["AsyncChain", "Chain", "Splitter"]
 
 T = TypeVar("T")
+_C = TypeVar("_C", bound="_ChainBase")
 
 _STOP: Any = object()
 _END: Any = object()
@@ -676,7 +677,49 @@ def _coerce_audio(audio: Any) -> Audio:
 
 
 class _ChainBase:
-    _core: _Core
+    def __init__(
+        self,
+        transcriber: Any,
+        responder: Any,
+        synthesizer: Any = None,
+        *,
+        instructions: str | None = None,
+        conversation: Conversation | None = None,
+        splitter: Callable[[], Splitter] | None = None,
+        max_concurrent_synthesis: int = 3,
+        skip_empty_transcripts: bool = True,
+    ) -> None:
+        self._core = _Core(
+            transcriber,
+            responder,
+            synthesizer,
+            instructions=instructions,
+            conversation=conversation,
+            splitter=splitter,
+            max_concurrent_synthesis=max_concurrent_synthesis,
+            skip_empty_transcripts=skip_empty_transcripts,
+        )
+        self._finalizer = weakref.finalize(self, _shutdown, self._core.runtime, [None])
+
+    @classmethod
+    def _with_stages(
+        cls: type[_C],
+        backend: str,
+        asynchronous: bool,
+        instructions: str | None,
+        options: dict[str, Any],
+    ) -> _C:
+        chain_options = {k: v for k, v in options.items() if k in _CHAIN_OPTIONS}
+        stage_options = {k: v for k, v in options.items() if k not in _CHAIN_OPTIONS}
+        if backend == "openai":
+            from chainvoice.openai import stages as openai_stages
+
+            t, r, s = openai_stages(asynchronous=asynchronous, **stage_options)
+        else:
+            from chainvoice.local import stages as local_stages
+
+            t, r, s = local_stages(**stage_options)
+        return cls(t, r, s, instructions=instructions, **chain_options)
 
     @property
     def transcriber(self) -> Any:
@@ -762,31 +805,10 @@ class Chain(_ChainBase):
         'Hi! You said hello'
     """
 
-    def __init__(
-        self,
-        transcriber: Any,
-        responder: Any,
-        synthesizer: Any = None,
-        *,
-        instructions: str | None = None,
-        conversation: Conversation | None = None,
-        splitter: Callable[[], Splitter] | None = None,
-        max_concurrent_synthesis: int = 3,
-        skip_empty_transcripts: bool = True,
-    ) -> None:
-        self._core = _Core(
-            transcriber,
-            responder,
-            synthesizer,
-            instructions=instructions,
-            conversation=conversation,
-            splitter=splitter,
-            max_concurrent_synthesis=max_concurrent_synthesis,
-            skip_empty_transcripts=skip_empty_transcripts,
-        )
-        self._loop_lock = threading.Lock()
-        self._loop: _LoopThread | None = None
-        self._finalizer = weakref.finalize(self, _shutdown, self._core.runtime, [None])
+    #: The private event loop's thread, started on first use (one per chain).
+    _loop: _LoopThread | None = None
+    #: Guards starting loops; shared, since a loop starts once per chain.
+    _loop_lock = threading.Lock()
 
     @classmethod
     def openai(cls, *, instructions: str | None = None, **options: Any) -> Chain:
@@ -800,11 +822,7 @@ class Chain(_ChainBase):
                 ``voice_instructions``, ``transcription_model``, ``reply_model``,
                 ``speech_model``, ``api_key``, ``base_url``, ``client``, ...).
         """
-        chain_options, stage_options = _split_options(options)
-        from chainvoice.openai import stages
-
-        t, r, s = stages(asynchronous=False, **stage_options)
-        return cls(t, r, s, instructions=instructions, **chain_options)
+        return cls._with_stages("openai", False, instructions, options)
 
     @classmethod
     def local(cls, *, instructions: str | None = None, **options: Any) -> Chain:
@@ -815,11 +833,7 @@ class Chain(_ChainBase):
             **options: Chain options, and stage options for
                 :func:`chainvoice.local.stages`.
         """
-        chain_options, stage_options = _split_options(options)
-        from chainvoice.local import stages
-
-        t, r, s = stages(**stage_options)
-        return cls(t, r, s, instructions=instructions, **chain_options)
+        return cls._with_stages("local", False, instructions, options)
 
     def _runner(self) -> _LoopThread:
         with self._loop_lock:
@@ -946,47 +960,15 @@ class AsyncChain(_ChainBase):
         'Hi'
     """
 
-    def __init__(
-        self,
-        transcriber: Any,
-        responder: Any,
-        synthesizer: Any = None,
-        *,
-        instructions: str | None = None,
-        conversation: Conversation | None = None,
-        splitter: Callable[[], Splitter] | None = None,
-        max_concurrent_synthesis: int = 3,
-        skip_empty_transcripts: bool = True,
-    ) -> None:
-        self._core = _Core(
-            transcriber,
-            responder,
-            synthesizer,
-            instructions=instructions,
-            conversation=conversation,
-            splitter=splitter,
-            max_concurrent_synthesis=max_concurrent_synthesis,
-            skip_empty_transcripts=skip_empty_transcripts,
-        )
-        self._finalizer = weakref.finalize(self, _shutdown, self._core.runtime, [None])
-
     @classmethod
     def openai(cls, *, instructions: str | None = None, **options: Any) -> AsyncChain:
         """The async twin of :meth:`Chain.openai` (async OpenAI client and stages)."""
-        chain_options, stage_options = _split_options(options)
-        from chainvoice.openai import stages
-
-        t, r, s = stages(asynchronous=True, **stage_options)
-        return cls(t, r, s, instructions=instructions, **chain_options)
+        return cls._with_stages("openai", True, instructions, options)
 
     @classmethod
     def local(cls, *, instructions: str | None = None, **options: Any) -> AsyncChain:
         """The async twin of :meth:`Chain.local` (the local stages run in worker threads)."""
-        chain_options, stage_options = _split_options(options)
-        from chainvoice.local import stages
-
-        t, r, s = stages(**stage_options)
-        return cls(t, r, s, instructions=instructions, **chain_options)
+        return cls._with_stages("local", False, instructions, options)
 
     async def run(self, audio: Any = None, *, text: str | None = None) -> Turn:
         """Run one whole turn and return it (see :meth:`Chain.run`).
@@ -1045,12 +1027,6 @@ class AsyncChain(_ChainBase):
 _CHAIN_OPTIONS = frozenset(
     {"conversation", "splitter", "max_concurrent_synthesis", "skip_empty_transcripts"}
 )
-
-
-def _split_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    chain = {k: v for k, v in options.items() if k in _CHAIN_OPTIONS}
-    stage = {k: v for k, v in options.items() if k not in _CHAIN_OPTIONS}
-    return chain, stage
 
 
 class _LoopThread:
