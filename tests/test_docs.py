@@ -495,6 +495,9 @@ def _start_fake_openai(namespace: dict[str, Any]) -> str | None:
     except (ImportError, AttributeError) as exc:
         return f"chainvoice.testing.FakeOpenAI is not available ({exc})"
     fake = FakeOpenAI()
+    # Examples are written for the real service: without the closed-port base URL set for
+    # pages that must not reach anything, prices apply as they would against OpenAI.
+    os.environ.pop("OPENAI_BASE_URL", None)
 
     def route(cls: Any, make_http_client: Any) -> None:
         original = cls.__init__
