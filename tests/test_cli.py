@@ -15,6 +15,7 @@ import pytest
 
 import chainvoice as cv
 from chainvoice.cli import build_parser, main
+from chainvoice.testing import FakeOpenAI
 
 _LOCAL = all(
     importlib.util.find_spec(m) is not None
@@ -314,12 +315,14 @@ def test_cold_demo_runs_with_the_network_blocked(tmp_path: Path) -> None:
 
 
 def test_a_key_makes_openai_the_default_and_it_says_so(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    fake_openai: FakeOpenAI,
 ) -> None:
-    fake_openai = pytest.importorskip("chainvoice.testing._fake_openai")
     import chainvoice.openai
 
-    fake = fake_openai.FakeOpenAI()
+    fake = fake_openai  # spec-checked: a request the real API refuses fails at teardown
     real = chainvoice.openai.stages
     monkeypatch.setattr(chainvoice.openai, "stages", lambda **kw: real(client=fake.client(), **kw))
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-real-key")

@@ -18,6 +18,7 @@ from chainvoice.testing import (
     AsyncScriptedTranscriber,
     ConformanceError,
     ConformanceReport,
+    FakeOpenAI,
     ScriptedResponder,
     ScriptedSynthesizer,
     ScriptedTranscriber,
@@ -663,12 +664,17 @@ def test_bad_arguments_to_the_checks():
 
 
 @pytest.mark.parametrize("asynchronous", [False, True], ids=["sync", "async"])
-def test_the_openai_stages_pass_against_the_fake_server(asynchronous: bool) -> None:
-    """No false alarms on real adapters: the OpenAI stages over the wire-level fake."""
-    import chainvoice.openai as co
-    from chainvoice.testing import FakeOpenAI
+def test_the_openai_stages_pass_against_the_fake_server(
+    asynchronous: bool, fake_openai: FakeOpenAI
+) -> None:
+    """No false alarms on real adapters: the OpenAI stages over the wire-level fake.
 
-    fake = FakeOpenAI()
+    The fake is the spec-checked fixture: every request the checks make must be one the
+    real API accepts (violations fail the test at teardown).
+    """
+    import chainvoice.openai as co
+
+    fake = fake_openai
     client = fake.async_client() if asynchronous else fake.client()
     prefix = "Async" if asynchronous else ""
     stages = {

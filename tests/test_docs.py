@@ -23,7 +23,9 @@ Markers are HTML comments, invisible on the site and on GitHub:
     (``chainvoice.local.stages()`` works). ``fake-openai`` routes every OpenAI client the
     page makes without an ``http_client`` to one ``chainvoice.testing.FakeOpenAI``
     (available to hidden code as ``fake_openai``), so ``cv.Chain.openai()`` runs as
-    written. Any other NAME is a module that must be importable.
+    written. That fake checks every request against OpenAI's OpenAPI spec
+    (``tests/openapi/``), like the ``fake_openai`` fixture: the page fails if any request
+    broke it. Any other NAME is a module that must be importable.
 ``<!-- test-page: requires NAME ... -->``
     Anywhere in a page: the same, for every block of the page.
 ``<!-- test-code`` ... ``-->``
@@ -357,7 +359,8 @@ def test_docs_code_runs(path: Path, tmp_path: Path) -> None:
     code, results, output = run_page(page, tmp_path)
     if code != 0:
         failed = [r for r in results if r["status"] == "failed"]
-        where = f"{_page_id(path)}:{failed[0]['line']}" if failed else _page_id(path)
+        line = failed[0]["line"] if failed else 0  # 0: the page as a whole (spec violations)
+        where = f"{_page_id(path)}:{line}" if line else _page_id(path)
         pytest.fail(f"a code block failed at {where}\n{output}", pytrace=False)
     visible = [r for r in results if not r.get("hidden")]
     skipped = [r for r in visible if r["status"] == "skipped"]
@@ -403,6 +406,34 @@ def test_runner_checks_output_awaits_and_blocks_the_network(tmp_path: Path) -> N
     assert code == 1
     assert results[-1]["status"] == "failed"
     assert "printed" in output and "bye" in output
+
+
+def test_runner_fails_a_page_whose_openai_requests_break_the_spec(tmp_path: Path) -> None:
+    """The page's FakeOpenAI is spec-checked: a request the real API refuses fails the page."""
+    pytest.importorskip("openai")
+    page = tmp_path / "page.md"
+    page.write_text(
+        "<!-- test-page: requires fake-openai -->\n"
+        "```python\nimport openai\ntry:\n"
+        "    openai.OpenAI().responses.create(\n"
+        "        model='gpt-4.1-mini', input=[{'role': 'user', 'content': 5}])\n"
+        "except openai.BadRequestError:\n    pass\n```\n",
+        encoding="utf-8",
+    )
+    code, results, output = run_page(parse_page(page), tmp_path)
+    assert code == 1, output
+    assert [r["status"] for r in results] == ["ok", "failed"]
+    assert "break the spec" in output and "input[0].content" in output
+
+    page.write_text(
+        page.read_text(encoding="utf-8")
+        + "<!-- test-code\nassert len(fake_openai.take_violations()) == 1\n-->\n",
+        encoding="utf-8",
+    )
+    again = tmp_path / "again"
+    again.mkdir()
+    code, results, output = run_page(parse_page(page), again)
+    assert code == 0, output
 
 
 # --------------------------------------------------------------------------------------
@@ -481,12 +512,20 @@ def _missing(name: str, cache: dict[str, str | None], namespace: dict[str, Any])
     return reason
 
 
+#: The FakeOpenAI a page runs against (at most one); checked for violations at the end.
+_FAKES: list[Any] = []
+
+
 def _start_fake_openai(namespace: dict[str, Any]) -> str | None:
     """Route every OpenAI client to one FakeOpenAI; return why not, if it cannot be done.
 
     A client made without an ``http_client`` gets one over the fake, so that examples
     written as for the real service (``cv.Chain.openai()``) run unchanged. The fake is
-    ``fake_openai`` in the page's namespace, for hidden setup and checks.
+    ``fake_openai`` in the page's namespace, for hidden setup and checks. It checks every
+    request (and its own answers) against OpenAI's OpenAPI spec, as the ``fake_openai``
+    fixture does: a page whose example sends something the real API would refuse fails
+    at the end of the run, with the violations listed (hidden code that sends a bad
+    request on purpose takes them with ``fake_openai.take_violations()``).
     """
     try:
         import openai
@@ -494,7 +533,13 @@ def _start_fake_openai(namespace: dict[str, Any]) -> str | None:
         from chainvoice.testing import FakeOpenAI
     except (ImportError, AttributeError) as exc:
         return f"chainvoice.testing.FakeOpenAI is not available ({exc})"
-    fake = FakeOpenAI()
+    try:
+        from openapi.validator import SpecValidator  # tests/openapi, next to this script
+    except ImportError as exc:  # a broken checkout: fail the page rather than skip it
+        raise RuntimeError(f"cannot load the OpenAPI validator from tests/openapi ({exc})") from exc
+    spec = SpecValidator.load()
+    fake = FakeOpenAI(check_request=spec.check_request, check_response=spec.check_response)
+    _FAKES.append(fake)
     # Examples are written for the real service: without the closed-port base URL set for
     # pages that must not reach anything, prices apply as they would against OpenAI.
     os.environ.pop("OPENAI_BASE_URL", None)
@@ -612,6 +657,13 @@ def _main(plan_path: str, results_path: str) -> int:
                 break
             printed = tee.take()
             report(item, "ok")
+        for fake in _FAKES:
+            try:
+                fake.assert_no_violations()
+            except AssertionError as exc:
+                sys.stderr.write(f"{filename}: the page's OpenAI requests break the spec:\n{exc}\n")
+                report({"line": 0}, "failed", "OpenAPI spec violations")
+                status = 1
     sys.stdout = tee.real
     loop.run_until_complete(loop.shutdown_asyncgens())
     loop.close()

@@ -1059,6 +1059,13 @@ def test_spec_catches_bad_responses_and_chat(fake_openai: FakeOpenAI) -> None:
     with pytest.raises(openai.BadRequestError):
         client.chat.completions.create(model=TEXT, messages=[])
     assert any("should be non-empty" in m for _, m in kinds(fake_openai))
+    # A message whose content is not text (Conversation().add("user", 5) once got this far).
+    with pytest.raises(openai.BadRequestError):
+        client.responses.create(model=TEXT, input=[{"role": "user", "content": 5}])  # type: ignore[list-item,typeddict-item]
+    assert any("createResponse: input[0].content" in m for _, m in kinds(fake_openai))
+    with pytest.raises(openai.BadRequestError):
+        client.chat.completions.create(model=TEXT, messages=[{"role": "user", "content": 5}])  # type: ignore[list-item,typeddict-item]
+    assert any("createChatCompletion: messages[0]" in m for _, m in kinds(fake_openai))
 
 
 def test_fake_rules_beyond_the_schema(fake_openai: FakeOpenAI) -> None:
