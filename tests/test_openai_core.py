@@ -410,6 +410,37 @@ def test_chat_reader_without_usage(client: openai.OpenAI) -> None:
     assert usage.cost_usd is None and usage.unpriced == ("llama3",) and usage.requests == 1
 
 
+def test_unpriced_says_why_the_cost_is_unknown() -> None:
+    from chainvoice.openai._common import TokenCounts, make_usage
+
+    tokens = TokenCounts(input_text=10, input_audio=90, output_text=5)
+    text_only = cv.openai.Price(input_per_mtok=1.0, output_per_mtok=2.0)
+
+    def unpriced(price: cv.openai.Price | None, counted: TokenCounts | None) -> tuple[str, ...]:
+        usage = make_usage(stage="transcribe", model="m", price=price, tokens=counted)
+        assert usage.cost_usd is None
+        return usage.unpriced
+
+    assert unpriced(None, tokens) == ("m",)  # no price: the bare model name
+    assert unpriced(None, None) == ("m",)
+    assert unpriced(text_only, None) == ("m (the server reported no usage)",)
+    assert unpriced(text_only, TokenCounts()) == ("m (the server reported no usage)",)
+    assert unpriced(text_only, tokens) == ("m (its price has no rate for input audio tokens)",)
+    no_output = cv.openai.Price(input_per_mtok=1.0)
+    assert unpriced(no_output, TokenCounts(input_text=10, output_audio=3, output_text=1)) == (
+        "m (its price has no rate for output text or output audio tokens)",
+    )
+    # A price per minute still prices audio when the tokens are missing: no entry at all.
+    per_minute = make_usage(
+        stage="transcribe",
+        model="m",
+        price=cv.openai.Price(per_minute=0.006),
+        audio_seconds=30.0,
+        minutes_billed=True,
+    )
+    assert per_minute.cost_usd == pytest.approx(0.003) and per_minute.unpriced == ()
+
+
 # ------------------------------------------------------------------------------ synthesizer
 
 

@@ -345,6 +345,19 @@ def test_respond_compatible_server_without_usage(
 
 
 @pytest.mark.parametrize("api", ["responses", "chat"])
+def test_a_priced_model_on_a_server_without_usage_says_so(
+    make_fake_openai: MakeFake, asynchronous: bool, api: str
+) -> None:
+    """With a price given, the cost is unknown because nothing was counted, not for want of one."""
+    fake = make_fake_openai(compatible=True, replies=["Okay."])
+    price = cv.openai.Price(input_per_mtok=0.1, output_per_mtok=0.2)
+    r = make("r", asynchronous, fake, "qwen2.5:7b", api=api, prices={"qwen2.5:7b": price})
+    (usage,) = usages(collect(r.respond(CONVERSATION)))
+    assert usage.cost_usd is None
+    assert usage.unpriced == ("qwen2.5:7b (the server reported no usage)",)
+
+
+@pytest.mark.parametrize("api", ["responses", "chat"])
 def test_reply_cut_after_text_is_not_repeated(
     fake: FakeOpenAI, asynchronous: bool, api: str
 ) -> None:

@@ -79,11 +79,17 @@ def make_usage(
     characters: int = 0,
     minutes_billed: bool = False,
 ) -> Usage:
-    """A usage item with its cost, or with ``cost_usd=None`` and the model in ``unpriced``.
+    """A usage item with its cost, or with ``cost_usd=None`` and why in ``unpriced``.
 
     The cost comes from tokens when the response reported them and the price has a rate
     for each kind of token used; otherwise from characters (``per_mchar``); otherwise from
     minutes of audio (``per_minute``) when ``minutes_billed``.
+
+    When the cost is unknown, ``unpriced`` holds one entry that says why: the bare model
+    name when there is no price for it; ``"<model> (the server reported no usage)"`` when
+    there is a price but the response counted nothing it applies to (a compatible server
+    that sends no ``usage``); ``"<model> (its price has no rate for <kinds> tokens)"`` when
+    the response counted tokens of a kind the price leaves out.
     """
     cost: float | None = None
     if price is not None:
@@ -113,8 +119,36 @@ def make_usage(
         characters=characters,
         requests=1,
         cost_usd=cost,
-        unpriced=() if cost is not None else (model,),
+        unpriced=() if cost is not None else (_unpriced(model, price, tokens),),
     )
+
+
+def _unpriced(model: str, price: Price | None, tokens: TokenCounts | None) -> str:
+    """Why ``make_usage`` could not price ``model``: the ``unpriced`` entry."""
+    if price is None:
+        return model
+    if tokens is None or not (tokens.input or tokens.output):
+        return f"{model} (the server reported no usage)"
+    uncached = max(tokens.input_text - tokens.cached_input, 0)
+    cached_rate = (
+        price.cached_input_per_mtok
+        if price.cached_input_per_mtok is not None
+        else price.input_per_mtok
+    )
+    missing = [
+        kind
+        for kind, count, rate in (
+            ("input text", uncached, price.input_per_mtok),
+            ("cached input", min(tokens.cached_input, tokens.input_text), cached_rate),
+            ("output text", tokens.output_text, price.output_per_mtok),
+            ("input audio", tokens.input_audio, price.audio_input_per_mtok),
+            ("output audio", tokens.output_audio, price.audio_output_per_mtok),
+        )
+        if count and rate is None
+    ]
+    if not missing:
+        return f"{model} (its price does not cover what the server reported)"
+    return f"{model} (its price has no rate for {' or '.join(missing)} tokens)"
 
 
 def int_or_zero(value: object) -> int:

@@ -158,14 +158,6 @@ class _ResponderCore:
 
     def usage(self, tokens: TokenCounts | None) -> Usage:
         """The usage item for one request; with no usage reported the cost is unknown."""
-        if tokens is None:
-            return Usage(
-                stage="respond",
-                model=self.setup.model,
-                requests=1,
-                cost_usd=None,
-                unpriced=(self.setup.model,),
-            )
         return make_usage(
             stage="respond", model=self.setup.model, price=self.setup.price, tokens=tokens
         )
