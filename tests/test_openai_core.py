@@ -742,6 +742,11 @@ def test_transport_errors_map() -> None:
     assert isinstance(cut_, cv.StreamInterruptedError)
     late = _errors.translate(openai.APIConnectionError(request=request), CTX, delivered=True)
     assert isinstance(late, cv.StreamInterruptedError) and "not retried" in str(late)
+    assert not isinstance(late, TimeoutError)
+    for timeout in (openai.APITimeoutError(request=request), httpx2.ReadTimeout("slow")):
+        stalled = _errors.translate(timeout, CTX, delivered=True)
+        assert isinstance(stalled, cv.StreamInterruptedError) and isinstance(stalled, TimeoutError)
+        assert "not retried" in str(stalled)
     event = openai.APIError("boom " + KEY, request, body={"message": "boom"})
     assert isinstance(_errors.translate(event, CTX), cv.ServerError)
 

@@ -411,6 +411,7 @@ def test_reply_stall_mid_stream(fake: FakeOpenAI, asynchronous: bool) -> None:
     fake.stall("responses", after_events=8)
     got, error = collect_until_error(r.respond(CONVERSATION))
     assert isinstance(error, cv.StreamInterruptedError) and texts(got)
+    assert isinstance(error, TimeoutError)
     # Stalled before any text, with no retries left: a timeout.
     fake.stall("responses", after_events=1)
     got, error = collect_until_error(r.respond(CONVERSATION))
@@ -547,6 +548,21 @@ def test_speech_cut_after_audio_is_not_repeated(fake: FakeOpenAI, asynchronous: 
     assert isinstance(error, cv.StreamInterruptedError)
     assert sum(g.frames for g in got) == 2500  # the odd last byte is not half a sample
     assert len(fake.requests_to("speech")) == 1
+
+
+def test_speech_stalled_after_audio_is_a_timeout(fake: FakeOpenAI, asynchronous: bool) -> None:
+    """A read timeout mid-body: kept audio, not retried, and ``except TimeoutError`` sees it."""
+    s = make("s", asynchronous, fake, max_retries=3, timeout=0.2)
+    fake.stall("speech", after_bytes=5000)
+    got, error = collect_until_error(s.synthesize("A sentence that stalls."))
+    assert isinstance(error, TimeoutError) and isinstance(error, cv.StreamInterruptedError)
+    assert "timed out" in str(error) and "timeout=" in str(error)
+    assert sum(g.frames for g in got) == 2500
+    assert len(fake.requests_to("speech")) == 1
+    # A cut (not a timeout) after audio stays a plain StreamInterruptedError.
+    fake.cut("speech", after_bytes=5000)
+    got, error = collect_until_error(s.synthesize("A sentence that gets cut."))
+    assert isinstance(error, cv.StreamInterruptedError) and not isinstance(error, TimeoutError)
 
 
 def test_speech_cut_before_audio_is_sent_again(fake: FakeOpenAI, asynchronous: bool) -> None:

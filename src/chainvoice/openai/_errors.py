@@ -12,6 +12,8 @@ InternalServerError, other 5xx          ServerError
 APITimeoutError                         APITimeoutError
 APIConnectionError                      APIConnectionError
 an error event inside a stream          ServerError (or BadRequestError for a bad request)
+a timeout after output was delivered    StreamTimeoutError (a StreamInterruptedError and
+                                        a TimeoutError)
 any failure after output was delivered  StreamInterruptedError
 ======================================  =========================================
 
@@ -43,7 +45,15 @@ from chainvoice._errors import (
 )
 from chainvoice.openai._client import redact
 
-__all__ = ["ErrorContext", "parse_retry_after", "translate"]
+__all__ = ["ErrorContext", "StreamTimeoutError", "parse_retry_after", "translate"]
+
+
+class StreamTimeoutError(StreamInterruptedError, TimeoutError):
+    """A stream stalled after output had been delivered, and the read timed out.
+
+    It is a :class:`~chainvoice.StreamInterruptedError` (what arrived is kept, and it is
+    not retried) that ``except TimeoutError`` also catches.
+    """
 
 
 @attrs.frozen(kw_only=True)
@@ -125,9 +135,16 @@ def translate(exc: BaseException, ctx: ErrorContext, *, delivered: bool = False)
         reason = (
             clean(_server_message(exc)) if isinstance(exc, openai.APIError) else type(exc).__name__
         )
+        kept = "it was not retried, so as not to repeat what was already said; what arrived is kept"
+        if _timed_out(exc):
+            return StreamTimeoutError(
+                f"the {where} stream stalled after output had been delivered and the read "
+                f"timed out ({reason}); {kept}. Raise timeout= if the server is slow.",
+                status_code=status if isinstance(status, int) else None,
+                request_id=request_id if isinstance(request_id, str) else None,
+            )
         return StreamInterruptedError(
-            f"the {where} stream was cut after output had been delivered ({reason}); it was "
-            "not retried, so as not to repeat what was already said; what arrived is kept",
+            f"the {where} stream was cut after output had been delivered ({reason}); {kept}",
             status_code=status if isinstance(status, int) else None,
             request_id=request_id if isinstance(request_id, str) else None,
         )
@@ -195,6 +212,14 @@ def translate(exc: BaseException, ctx: ErrorContext, *, delivered: bool = False)
             return BadRequestError(f"the server rejected the {where}: {message}")
         return ServerError(f"the server reported an error during the {where}: {message}")
     return _transport_error(exc, where, ctx)
+
+
+def _timed_out(exc: BaseException) -> bool:
+    """Whether ``exc`` is a timeout: the openai client's, its HTTP layer's, or the built-in."""
+    import httpx2
+    import openai
+
+    return isinstance(exc, (openai.APITimeoutError, httpx2.TimeoutException, TimeoutError))
 
 
 def _transport_error(exc: BaseException, where: str, ctx: ErrorContext) -> APIError:
