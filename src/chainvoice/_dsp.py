@@ -61,10 +61,23 @@ def resample(samples: Samples, rate: int, new_rate: int, quality: str = "HQ") ->
 
 def mix_to_mono(samples: Samples) -> Samples:
     """Average the channels into one, shaped (frames, 1)."""
-    if samples.shape[1] == 1:
+    channels = samples.shape[1]
+    if channels == 1:
         return samples
-    mono: Samples = samples.mean(axis=1, dtype=np.float64).astype(np.float32).reshape(-1, 1)
-    return mono
+    if channels == 2:
+        # a/2 + b/2 in float32 rounds once, like the float64 mean cast to float32, and
+        # cannot overflow; it is several times faster than a mean along a short axis.
+        half = np.float32(0.5)
+        mono = samples[:, 0] * half
+        mono += samples[:, 1] * half
+    else:
+        total = samples[:, 0].astype(np.float64)
+        for channel in range(1, channels):
+            total += samples[:, channel]
+        total /= channels
+        mono = total.astype(np.float32)
+    out: Samples = mono.reshape(-1, 1)
+    return out
 
 
 def db_to_power(db: float) -> float:
