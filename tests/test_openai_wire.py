@@ -248,13 +248,62 @@ def test_stream_cut_before_any_text_is_sent_again(fake: FakeOpenAI, asynchronous
     assert len(fake.requests_to("transcriptions")) == 2
 
 
-def test_stream_cut_after_text_is_not_repeated(fake: FakeOpenAI, asynchronous: bool) -> None:
+SAID = "Hello there, how are you today?"
+
+
+def test_stream_cut_after_text_resumes_without_repeating(
+    make_fake_openai: MakeFake, asynchronous: bool
+) -> None:
+    """Transcription is idempotent: sent again, only the text not yet delivered comes out."""
+    fake = make_fake_openai(base_url=OFFICIAL)  # nothing queued: only the scripts below
     t = make("t", asynchronous, fake, max_retries=3)
+    fake.add_transcripts(SAID, SAID, SAID)
+    fake.cut("transcriptions", after_events=2)
+    fake.cut("transcriptions", after_events=4)  # the replay is cut too, further on
+    items = collect(t.transcribe_stream(speech()))
+    deltas = items[:-1]
+    assert all(isinstance(d, str) and d for d in deltas)
+    assert "".join(deltas) == SAID == items[-1].text
+    assert len(fake.requests_to("transcriptions")) == 3
+
+
+def test_stream_cut_after_text_and_a_different_retry_stops(
+    make_fake_openai: MakeFake, asynchronous: bool
+) -> None:
+    fake = make_fake_openai(base_url=OFFICIAL)  # nothing queued: only the scripts below
+    t = make("t", asynchronous, fake, max_retries=3)
+    fake.add_transcripts(SAID, "Goodbye now, my friend.")
+    fake.cut("transcriptions", after_events=2)
+    got, error = collect_until_error(t.transcribe_stream(speech()))
+    assert isinstance(error, cv.StreamInterruptedError) and isinstance(error, ConnectionError)
+    assert "does not repeat the text delivered" in str(error)
+    assert error.__cause__ is not None  # the cut that made it send again
+    assert "".join(got) == "Hello" and len(fake.requests_to("transcriptions")) == 2
+    # A retry whose text ends short of what was shown stops too, before its transcript.
+    fake.add_transcripts(SAID, "Hello")
+    fake.cut("transcriptions", after_events=3)
+    got, error = collect_until_error(t.transcribe_stream(speech()))
+    assert isinstance(error, cv.StreamInterruptedError) and "".join(got) == "Hello the"
+    assert not any(isinstance(g, cv.Transcript) for g in got)
+
+
+def test_stream_cut_after_text_with_no_retries_left(fake: FakeOpenAI, asynchronous: bool) -> None:
+    t = make("t", asynchronous, fake, max_retries=0)
     fake.cut("transcriptions", after_events=2)
     got, error = collect_until_error(t.transcribe_stream(speech()))
     assert isinstance(error, cv.StreamInterruptedError) and isinstance(error, ConnectionError)
     assert len(got) == 2 and all(isinstance(g, str) for g in got)
     assert len(fake.requests_to("transcriptions")) == 1
+    # Sent again after text, then cut again with the retries spent: says how it went.
+    t = make("t", asynchronous, fake, max_retries=1)
+    fake.add_transcripts(SAID, SAID)
+    fake.cut("transcriptions", after_events=2, times=2)
+    got, error = collect_until_error(t.transcribe_stream(speech()))
+    assert isinstance(error, cv.StreamInterruptedError)
+    assert "sent again 1 time(s)" in str(error) and "retries (max_retries=1) are spent" in str(
+        error
+    )
+    assert "".join(got) == "Hello"  # the replay's first two deltas repeat what was shown
 
 
 def test_transcribe_collecting_may_retry_after_text(fake: FakeOpenAI) -> None:

@@ -30,7 +30,7 @@ from chainvoice.openai._client import (
     make_client,
     secrets_of,
 )
-from chainvoice.openai._errors import ErrorContext, translate
+from chainvoice.openai._errors import ErrorContext, StreamTimeoutError, translate
 from chainvoice.openai._models import Kind, Price, price_for, warn_if_retiring
 
 if TYPE_CHECKING:
@@ -252,13 +252,24 @@ class Attempts:
     connection errors, honouring ``Retry-After``). Once output was delivered, a failure is
     raised as :class:`~chainvoice.StreamInterruptedError` and never retried, so nothing the
     user already heard is repeated.
+
+    With ``replay`` (an idempotent request whose output is text, as a transcription is),
+    a stream cut after text was delivered is sent again too: the new stream's text must
+    start with the text already delivered, and only what comes after it is passed on. If
+    the new text departs from what was delivered, a
+    :class:`~chainvoice.StreamInterruptedError` says so and nothing more is passed on.
     """
 
-    def __init__(self, setup: StageSetup) -> None:
+    def __init__(self, setup: StageSetup, *, replay: bool = False) -> None:
         self.setup = setup
         self.retries_left = setup.max_retries
         self.attempt = 0
         self.delivered = False
+        self.replay = replay
+        self.delivered_text = ""  # with replay: all text passed on, over every attempt
+        self.attempt_text = ""  # with replay: the text of the current attempt so far
+        self.cut_by: BaseException | None = None  # with replay: the failure retried
+        self.replays = 0  # with replay: attempts sent again after text was delivered
 
     def opening_failed(self, exc: BaseException) -> ChainvoiceError:
         """The error to raise when the request could not be opened (already retried)."""
@@ -268,25 +279,96 @@ class Attempts:
         """Seconds to wait before sending again, or raise the error for ``exc``.
 
         Raises:
-            ChainvoiceError: The failure is not retryable, output was delivered, or the
-                retries are spent.
+            ChainvoiceError: The failure is not retryable, output was delivered (and the
+                request cannot be replayed), or the retries are spent.
         """
         error = self.setup.error(exc, delivered=self.delivered)
-        retryable = isinstance(error, (APIConnectionError, APITimeoutError)) or (
-            isinstance(error, StreamInterruptedError) and not self.delivered
+        fresh = self.setup.error(exc) if self.delivered and self.replay else error
+        retryable = isinstance(fresh, (APIConnectionError, APITimeoutError)) or (
+            isinstance(fresh, StreamInterruptedError) and (not self.delivered or self.replay)
         )
-        if not retryable or self.delivered or self.retries_left <= 0:
+        if not retryable or self.retries_left <= 0:
+            if retryable and self.replays:  # sent again after text was delivered, then spent
+                kind = (
+                    StreamTimeoutError
+                    if isinstance(fresh, TimeoutError)
+                    else StreamInterruptedError
+                )
+                raise kind(
+                    f"the {self.setup.stage} stream with model {self.setup.model!r} was cut "
+                    f"after text had been delivered, sent again {self.replays} time(s), and "
+                    f"failed again ({fresh}); the retries (max_retries="
+                    f"{self.setup.max_retries}) are spent; what arrived is kept"
+                ) from exc
             raise error from exc
         self.retries_left -= 1
         self.attempt += 1
+        self.replays += self.delivered
+        self.attempt_text = ""
+        self.cut_by = exc
         delay = min(0.25 * 2.0 ** (self.attempt - 1), 4.0)
         log.info(
-            "%s stream failed before any output (%s); sending again in %.2f s",
+            "%s stream failed %s (%s); sending again in %.2f s",
             self.setup.stage,
-            type(error).__name__,
+            "after text was delivered, which the new one must repeat"
+            if self.delivered
+            else "before any output",
+            type(fresh).__name__,
             delay,
         )
         return delay
+
+    def pass_on(self, text: str) -> str | None:
+        """With replay: the part of a text delta not delivered yet, or ``None`` for none.
+
+        Raises:
+            _Diverged: The text of a replayed stream departs from the text delivered.
+        """
+        self.attempt_text += text
+        done, now = self.delivered_text, self.attempt_text
+        if not (done.startswith(now) if len(now) <= len(done) else now.startswith(done)):
+            raise self._diverged()
+        if len(now) <= len(done):
+            return None
+        self.delivered_text = now
+        return now[len(done) :]
+
+    def caught_up(self) -> None:
+        """With replay: check a replayed stream repeated all the text delivered.
+
+        Called before an item that is not text (the final transcript), which must not
+        come before the new stream caught up with what the user saw.
+
+        Raises:
+            _Diverged: The replayed stream ended its text short of what was delivered.
+        """
+        if len(self.attempt_text) < len(self.delivered_text):
+            raise self._diverged()
+
+    def _diverged(self) -> _Diverged:
+        done, now = self.delivered_text, self.attempt_text
+        return _Diverged(
+            StreamInterruptedError(
+                f"the {self.setup.stage} stream with model {self.setup.model!r} was cut "
+                f"after text had been delivered and sent again, but the new text "
+                f"({_excerpt(now)}) does not repeat the text delivered ({_excerpt(done)}); "
+                "stopped here, so as not to contradict what was shown"
+            ),
+            self.cut_by,
+        )
+
+
+class _Diverged(Exception):
+    """A replayed stream's text departed from what was delivered: raise ``error``, final."""
+
+    def __init__(self, error: ChainvoiceError, cut_by: BaseException | None) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.cut_by = cut_by
+
+
+def _excerpt(text: str, size: int = 60) -> str:
+    return repr(text if len(text) <= size else "..." + text[-size:])
 
 
 T = TypeVar("T")
@@ -298,6 +380,7 @@ def stream_with_retries(
     consume: Callable[[Any], Iterable[T]],
     *,
     shows: Callable[[T], bool],
+    replay: bool = False,
 ) -> Iterator[T]:
     """Open a streamed request and pass on what ``consume`` reads from it, with the retry rule.
 
@@ -307,12 +390,16 @@ def stream_with_retries(
             ``with_streaming_response`` call) whose ``__enter__`` gives the response.
         consume: Reads the response, yielding items for the user.
         shows: Whether an item is output the user sees (text or audio, not usage); after
-            one, a failure is raised and the request is never sent again.
+            one, a failure is raised and the request is never sent again (unless
+            ``replay``).
+        replay: The request is idempotent, the items ``shows`` picks are text deltas, and
+            the other items come after all the text: after a cut, send it again and pass
+            on only the new text (see :class:`Attempts`).
 
     Raises:
         ChainvoiceError: What the request or the stream failed with (see :class:`Attempts`).
     """
-    attempts = Attempts(setup)
+    attempts = Attempts(setup, replay=replay)
     while True:
         try:
             opened = open_stream()
@@ -323,9 +410,18 @@ def stream_with_retries(
         try:
             for item in items:
                 if shows(item):
+                    if replay and isinstance(item, str):
+                        new = attempts.pass_on(item)
+                        if new is None:
+                            continue
+                        item = new  # type: ignore[assignment]  # a str, as T is here
                     attempts.delivered = True
+                elif replay:
+                    attempts.caught_up()
                 yield item
             return
+        except _Diverged as diverged:
+            raise diverged.error from diverged.cut_by
         except Exception as exc:
             delay = attempts.stream_failed(exc)
         finally:
@@ -342,9 +438,10 @@ async def astream_with_retries(
     consume: Callable[[Any], AsyncIterator[T]],
     *,
     shows: Callable[[T], bool],
+    replay: bool = False,
 ) -> AsyncIterator[T]:
     """The async twin of :func:`stream_with_retries` (``open_stream`` is awaited, then entered)."""
-    attempts = Attempts(setup)
+    attempts = Attempts(setup, replay=replay)
     while True:
         try:
             opened = await open_stream()
@@ -355,9 +452,18 @@ async def astream_with_retries(
         try:
             async for item in items:
                 if shows(item):
+                    if replay and isinstance(item, str):
+                        new = attempts.pass_on(item)
+                        if new is None:
+                            continue
+                        item = new  # type: ignore[assignment]  # a str, as T is here
                     attempts.delivered = True
+                elif replay:
+                    attempts.caught_up()
                 yield item
             return
+        except _Diverged as diverged:
+            raise diverged.error from diverged.cut_by
         except Exception as exc:
             delay = attempts.stream_failed(exc)
         finally:

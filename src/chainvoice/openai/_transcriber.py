@@ -779,10 +779,12 @@ class OpenAIStreamingTranscriber(OpenAITranscriber):
     def transcribe_stream(self, audio: Audio) -> Iterator[str | Transcript]:
         """Yield text deltas as they are recognised, then the final ``Transcript``.
 
-        A stream cut before any text arrived is sent again (up to the client's
-        ``max_retries``); one cut after text was delivered raises
-        :class:`~chainvoice.StreamInterruptedError`. Audio over the model's limits is sent
-        in pieces (see :meth:`transcribe`), and its text comes piece by piece, in order.
+        A cut stream is sent again (up to the client's ``max_retries``): transcription
+        repeats itself, so after text was delivered the new stream's text must begin with
+        that text, and only what follows it is yielded; if it differs,
+        :class:`~chainvoice.StreamInterruptedError` is raised, as when the retries are
+        spent. Audio over the model's limits is sent in pieces (see :meth:`transcribe`),
+        and its text comes piece by piece, in order.
         """
         if self._core.needs_pieces(audio):
             return _no_usage(LongTranscriber(self).transcribe_stream(audio))
@@ -822,6 +824,7 @@ def _sync_stream(
         lambda: setup.client.audio.transcriptions.create(**kwargs),
         consume,
         shows=lambda item: not collecting and isinstance(item, str),
+        replay=True,
     )
 
 
@@ -895,6 +898,7 @@ def _async_stream(
         open_stream,
         consume,
         shows=lambda item: not collecting and isinstance(item, str),
+        replay=True,
     )
 
 
