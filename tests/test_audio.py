@@ -559,13 +559,61 @@ def test_repr_html_embeds_a_player() -> None:
     assert cv.Audio.from_bytes(embedded_wav(markup)) == cv.Audio.from_bytes(a.to_wav())
 
 
-def test_repr_html_caps_long_audio(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_repr_html_previews_long_audio_within_a_few_megabytes() -> None:
+    # Three minutes of 16 kHz mono is 5.8 MB of WAV: only the first 93.75 s is embedded.
+    a = cv.Audio(np.random.default_rng(1).uniform(-0.5, 0.5, 180 * 16000), 16000)
+    markup = a._repr_html_()
+    assert len(markup) <= 4_001_000
+    shown = cv.Audio.from_bytes(embedded_wav(markup))
+    assert (shown.rate, shown.channels) == (16000, 1)
+    assert shown.duration == pytest.approx(93.75)
+    np.testing.assert_allclose(shown.samples, a.samples[: shown.frames], atol=1 / 32768)
+    assert "Preview: the first 1:33 of 3:00; use audio[start:end]" in markup
+
+
+def test_repr_html_previews_in_mono_at_16_khz_before_cutting() -> None:
+    # 20 s of 48 kHz stereo (3.8 MB of WAV) fits whole once in mono at 16 kHz.
+    a = tone(440, 20.0, 48000, channels=2)
+    markup = a._repr_html_()
+    shown = cv.Audio.from_bytes(embedded_wav(markup))
+    assert (shown.rate, shown.channels) == (16000, 1)
+    assert shown.duration == pytest.approx(20.0)
+    assert shown == cv.Audio.from_bytes(a.to_mono().resample(16000).to_wav())
+    assert "Preview in mono at 16 kHz; audio.save(path) keeps the original." in markup
+    assert "20.0 s · 48000 Hz · stereo" in markup  # the caption describes the original
+
+
+def test_repr_html_cuts_the_preview_when_even_mono_does_not_fit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setattr(_audio, "_HTML_MAX_WAV_BYTES", 2 * 8000)
     a = tone(440, 3.0, 8000, channels=2)
     markup = a._repr_html_()
     shown = cv.Audio.from_bytes(embedded_wav(markup))
-    assert shown.duration == pytest.approx(0.5) and shown.channels == 2
-    assert "Only the first 0.5 s of 3.0 s" in markup
+    assert shown.duration == pytest.approx(1.0) and shown.channels == 1 and shown.rate == 8000
+    assert "Preview: the first 1.0 s of 3.0 s, in mono; use audio[start:end]" in markup
+    short = tone(440, 0.5, 8000, channels=2)  # fits as it is: embedded untouched
+    assert cv.Audio.from_bytes(embedded_wav(short._repr_html_())) == cv.Audio.from_bytes(
+        short.to_wav()
+    )
+
+
+def test_a_turn_with_long_audio_renders_in_a_few_megabytes() -> None:
+    long = cv.Audio(np.random.default_rng(2).uniform(-0.5, 0.5, 180 * 24000), 24000)
+
+    class Ears:
+        def transcribe(self, audio: cv.Audio) -> cv.Transcript:
+            return cv.Transcript("a long question")
+
+    class Voice:
+        def synthesize(self, text: str) -> list[cv.Audio]:
+            return [long]
+
+    turn = cv.Chain(Ears(), lambda c: "A long answer.", Voice()).run(long)
+    markup = turn._repr_html_()
+    assert markup.count("<audio") == 2
+    assert len(markup) <= 8_010_000
+    assert markup.count("Preview: the first 1:33 of 3:00, at 16 kHz") == 2
 
 
 def test_repr_html_of_empty_audio_has_no_player() -> None:

@@ -31,8 +31,10 @@ __all__ = ["Audio"]
 Samples = npt.NDArray[np.float32]
 
 _MAX_CHANNELS: Final = 1024
-# The notebook player embeds at most this much WAV (about 10 minutes of 16 kHz mono).
-_HTML_MAX_WAV_BYTES: Final = 20_000_000
+# The notebook player embeds at most this much WAV, about 4 MB once in base64: audio that is
+# longer is previewed in mono at 16 kHz (about 93 seconds fit), from its beginning.
+_HTML_MAX_WAV_BYTES: Final = 3_000_000
+_HTML_PREVIEW_RATE: Final = 16_000
 
 
 def _owned_read_only(arr: npt.NDArray[Any]) -> bool:
@@ -282,8 +284,10 @@ class Audio:
     def _repr_html_(self) -> str:
         """An HTML ``<audio>`` player for notebooks (IPython/Jupyter), with the WAV inline.
 
-        Audio longer than about 20 MB of 16-bit WAV (10 minutes at 16 kHz mono) is cut:
-        only its beginning is embedded, and a note says so.
+        The embedded WAV is at most about 3 MB (4 MB of HTML), so that notebooks stay small
+        and under Jupyter's output limits. Audio that does not fit is previewed in mono at
+        16 kHz (at most), and when even that does not fit (over about 93 seconds), only its
+        beginning is embedded; a note says what is shown.
         """
         caption = html.escape(
             f"{_format_time(self.duration)} · {self.rate} Hz · "
@@ -297,24 +301,39 @@ class Audio:
         )
         if self.frames == 0:
             return f'<div class="chainvoice-audio"><em>empty audio</em> ({caption})</div>'
-        bytes_per_frame = 2 * self.channels
-        max_frames = max(1, _HTML_MAX_WAV_BYTES // bytes_per_frame)
-        shown = (
-            self if self.frames <= max_frames else Audio._make(self.samples[:max_frames], self.rate)
-        )
+        shown, note = self._html_preview()
         payload = base64.b64encode(shown.to_wav()).decode("ascii")
-        note = ""
-        if shown is not self:
-            note = (
-                f"<br><small>Only the first {_format_time(shown.duration)} of "
-                f"{_format_time(self.duration)} is embedded; use audio[start:end] to listen "
-                "to another part, or audio.save(path).</small>"
-            )
+        if note:
+            note = f"<br><small>{html.escape(note)}</small>"
         return (
             '<div class="chainvoice-audio">'
             f'<audio controls preload="metadata" src="data:audio/wav;base64,{payload}"></audio>'
             f"<br><small>{caption}</small>{note}</div>"
         )
+
+    def _html_preview(self) -> tuple[Audio, str]:
+        """What the notebook player embeds (16-bit WAV within the cap) and a note about it."""
+        limit = _HTML_MAX_WAV_BYTES
+        if self.frames * 2 * self.channels <= limit:
+            return self, ""
+        rate = min(self.rate, _HTML_PREVIEW_RATE)
+        frames = max(1, limit // 2)  # mono 16-bit frames that fit, at ``rate``
+        # Cut before converting: only the part that is shown is mixed and resampled.
+        source = self[: (frames + 1) / rate] if frames / rate < self.duration else self
+        shown = source.to_mono().resample(rate)
+        if shown.frames > frames:
+            shown = Audio._make(shown.samples[:frames], rate)
+        what = " ".join(
+            ([] if self.channels == 1 else ["in mono"])
+            + ([] if rate == self.rate else [f"at {rate / 1000:g} kHz"])
+        )
+        if shown.duration < self.duration - 0.5 / self.rate:
+            part = f"the first {_format_time(shown.duration)} of {_format_time(self.duration)}"
+            note = f"Preview: {part}" + (f", {what}" if what else "")
+            return shown, (
+                f"{note}; use audio[start:end] to listen to another part, or audio.save(path)."
+            )
+        return shown, f"Preview {what}; audio.save(path) keeps the original."
 
     # -------------------------------------------------------------------------- constructors
 
