@@ -751,6 +751,32 @@ def test_transport_errors_map() -> None:
     assert isinstance(_errors.translate(event, CTX), cv.ServerError)
 
 
+def test_translate_scrubs_the_original_exception_and_its_chain() -> None:
+    import traceback
+
+    request = httpx2.Request("POST", "https://api.openai.com/v1/responses")
+    secret = "hunter" + "2-xyz"  # made at run time: the traceback's source lines show no value
+    secret_ctx = _errors.ErrorContext(
+        stage="respond", model="m", base_url="https://api.openai.com/v1", secrets=(secret,)
+    )
+    try:
+        try:
+            raise httpx2.ConnectError(f"refused for key {secret} and {KEY}")
+        except httpx2.ConnectError as low:
+            raise openai.APIConnectionError(message=f"lost {KEY}", request=request) from low
+    except openai.APIConnectionError as exc:
+        if hasattr(exc, "add_note"):  # Python 3.11+
+            exc.add_note(f"note with {secret}")
+        error = _errors.translate(exc, secret_ctx)
+        try:
+            raise error from exc
+        except cv.APIError as raised:
+            shown = "".join(traceback.format_exception(raised))
+    assert secret not in shown and KEY not in shown, shown
+    assert "refused for key [redacted]" in shown and "lost sk-[redacted]" in shown
+    assert not hasattr(error, "add_note") or "note with [redacted]" in shown
+
+
 def test_redact() -> None:
     assert redact("key sk-proj-abcdefghijklmnop here") == "key sk-[redacted] here"
     assert redact("mine is hunter2hunter2", ["hunter2hunter2"]) == "mine is [redacted]"

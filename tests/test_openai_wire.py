@@ -493,6 +493,44 @@ def test_authentication_error_never_shows_the_key(
         assert KEY not in str(dict(request.headers))
 
 
+def test_a_key_the_server_echoes_is_redacted_from_the_whole_traceback(
+    fake: FakeOpenAI, asynchronous: bool
+) -> None:
+    """Also the chained openai exception: tracebacks and ``logging.exception`` print it."""
+    import logging
+    import traceback
+
+    runs = {
+        "transcriptions": lambda stage: transcribe(stage, speech()),
+        "responses": lambda stage: collect(stage.respond(CONVERSATION)),
+        "speech": lambda stage: collect(stage.synthesize("Hello.")),
+    }
+    cases = [  # (endpoint, stage, whether the error comes as an event inside a stream)
+        (
+            "transcriptions",
+            make("t", asynchronous, fake, api_key=KEY, stream=False, max_retries=0),
+            False,
+        ),
+        ("transcriptions", make("t", asynchronous, fake, api_key=KEY, max_retries=0), True),
+        ("responses", make("r", asynchronous, fake, api_key=KEY, max_retries=0), True),
+        ("speech", make("s", asynchronous, fake, api_key=KEY, max_retries=0), False),
+    ]
+    for endpoint, stage, streamed in cases:
+        run = runs[endpoint]
+        for status, after in ((400, None), (500, 0 if streamed else None)):
+            fake.fail(endpoint, status, message=f"bad token {KEY}", after_events=after)
+            with pytest.raises(cv.APIError) as info:
+                run(stage)
+            shown = "".join(traceback.format_exception(info.value))
+            assert info.value.__cause__ is not None and "bad token" in shown
+            assert KEY not in shown and "SECRET" not in shown, shown
+            cause = info.value.__cause__
+            assert KEY not in repr(cause.args) + repr(getattr(cause, "body", None))
+            record = logging.LogRecord("t", logging.ERROR, __file__, 1, "failed", None, None)
+            record.exc_info = (type(info.value), info.value, info.value.__traceback__)
+            assert KEY not in logging.Formatter().format(record)
+
+
 def test_permission_denied(fake: FakeOpenAI) -> None:
     fake.fail("responses", 403)
     with pytest.raises(cv.AuthenticationError, match="not permitted"):

@@ -18,11 +18,14 @@ any failure after output was delivered  StreamInterruptedError
 ======================================  =========================================
 
 Every message is passed through :func:`~chainvoice.openai._client.redact`, so an API key
-never reaches a message even when a server echoes it.
+never reaches a message even when a server echoes it; so is the original exception (its
+``args``, ``message`` and ``body``, and the exceptions chained to it), which a traceback
+or ``logging.exception`` prints as the ``__cause__``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import math
 import time
@@ -45,7 +48,7 @@ from chainvoice._errors import (
 )
 from chainvoice.openai._client import redact
 
-__all__ = ["ErrorContext", "StreamTimeoutError", "parse_retry_after", "translate"]
+__all__ = ["ErrorContext", "StreamTimeoutError", "parse_retry_after", "scrub", "translate"]
 
 
 class StreamTimeoutError(StreamInterruptedError, TimeoutError):
@@ -105,6 +108,43 @@ def _server_message(exc: Any) -> str:
     return str(message) if message else str(exc)
 
 
+def scrub(exc: BaseException, secrets: tuple[str, ...]) -> None:
+    """Redact ``exc`` and the exceptions chained to it, in place, before it is chained.
+
+    The text a traceback or a log shows of an exception comes from its ``args`` (and
+    ``__notes__``); the ``openai`` exceptions also keep the server's ``message`` and
+    ``body``. A server that echoes the API key puts it in all of them.
+    """
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [exc]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        with contextlib.suppress(AttributeError, TypeError):  # a type refusing new args
+            current.args = tuple(_redacted(arg, secrets) for arg in current.args)
+        for name in ("message", "body", "__notes__"):
+            value = current.__dict__.get(name) if hasattr(current, "__dict__") else None
+            if value is not None:
+                with contextlib.suppress(AttributeError, TypeError):
+                    setattr(current, name, _redacted(value, secrets))
+        pending += [current.__cause__, current.__context__]
+
+
+def _redacted(value: Any, secrets: tuple[str, ...]) -> Any:
+    """``value`` with every string in it redacted (through dicts, lists and tuples)."""
+    if isinstance(value, str):
+        return redact(value, secrets)
+    if isinstance(value, Mapping):
+        return {key: _redacted(item, secrets) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_redacted(item, secrets) for item in value]
+    if isinstance(value, tuple):
+        return tuple(_redacted(item, secrets) for item in value)
+    return value
+
+
 def _headers(exc: Any) -> Mapping[str, str] | None:
     response = getattr(exc, "response", None)
     headers = getattr(response, "headers", None)
@@ -124,6 +164,7 @@ def translate(exc: BaseException, ctx: ErrorContext, *, delivered: bool = False)
 
     if isinstance(exc, ChainvoiceError):
         return exc
+    scrub(exc, ctx.secrets)
     where = f"{ctx.stage} with model {ctx.model!r} at {ctx.base_url}"
 
     def clean(text: str) -> str:
