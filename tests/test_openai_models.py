@@ -6,6 +6,7 @@ import datetime as dt
 import inspect
 import re
 import typing
+import warnings
 
 import pytest
 
@@ -17,11 +18,13 @@ from chainvoice.openai import (
     MODELS,
     PRICES,
     ModelShutdownWarning,
+    OpenAIResponder,
     Price,
     _models,
     format_models,
     model_rows,
 )
+from chainvoice.testing import FakeOpenAI
 
 
 def _literal_values(alias: object) -> set[str]:
@@ -158,6 +161,56 @@ def test_shutdown_warning_window(fresh_warnings: None) -> None:
         _models.warn_if_retiring("whisper-1", today=dt.date(2027, 1, 1))
     _models.warn_if_retiring("gpt-transcribe", today=dt.date(2030, 1, 1))  # no date: no warning
     _models.warn_if_retiring("not-in-table", today=dt.date(2030, 1, 1))
+
+
+def _one_shutdown_warning(record: pytest.WarningsRecorder) -> warnings.WarningMessage:
+    found = [w for w in record if issubclass(w.category, ModelShutdownWarning)]
+    assert len(found) == 1, [str(w.message) for w in found]
+    return found[0]
+
+
+def test_shutdown_warning_points_at_the_users_line(
+    fresh_warnings: None, monkeypatch: pytest.MonkeyPatch, fake_openai: FakeOpenAI
+) -> None:
+    """However deep in chainvoice the stage is built: directly, stages() or Chain.openai()."""
+    monkeypatch.setattr(_models, "_today", lambda: dt.date(2026, 11, 1))
+    client = fake_openai.client()
+    with pytest.warns(ModelShutdownWarning) as record:
+        line = inspect.currentframe().f_lineno + 1  # type: ignore[union-attr]
+        OpenAIResponder("gpt-4.1-nano", client=client)
+    assert (_one_shutdown_warning(record).filename, record[0].lineno) == (__file__, line)
+    with pytest.warns(ModelShutdownWarning) as record:
+        line = inspect.currentframe().f_lineno + 1  # type: ignore[union-attr]
+        cv.openai.stages(asynchronous=False, client=client, speech_model="tts-1", voice="alloy")
+    assert (_one_shutdown_warning(record).filename, record[0].lineno) == (__file__, line)
+    monkeypatch.setattr(_models, "_WARNED", set())
+    with pytest.warns(ModelShutdownWarning) as record:
+        line = inspect.currentframe().f_lineno + 1  # type: ignore[union-attr]
+        cv.Chain.openai(client=client, reply_model="gpt-4.1-nano")
+    warning = _one_shutdown_warning(record)
+    assert (warning.filename, warning.lineno) == (__file__, line)
+    assert "gpt-4.1-nano" in str(warning.message)
+
+
+def test_a_stage_that_fails_to_build_does_not_use_up_the_warning(
+    fresh_warnings: None, monkeypatch: pytest.MonkeyPatch, fake_openai: FakeOpenAI
+) -> None:
+    monkeypatch.setattr(_models, "_today", lambda: dt.date(2026, 11, 1))
+    client = fake_openai.client()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any warning here fails the test
+        with pytest.raises(cv.UnsupportedParameterError):
+            OpenAIResponder("gpt-4.1-nano", reasoning_effort="high", client=client)
+        with pytest.raises(cv.ConfigurationError, match="speed"):  # the reply model built
+            cv.openai.stages(
+                asynchronous=False,
+                client=client,
+                reply_model="gpt-4.1-nano",
+                synthesizer_options={"speed": 9},
+            )
+    assert set() == _models._WARNED
+    with pytest.warns(ModelShutdownWarning, match="gpt-4.1-nano"):
+        OpenAIResponder("gpt-4.1-nano", client=client)
 
 
 def test_model_rows_and_text_table() -> None:

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from chainvoice._errors import ConfigurationError
+from chainvoice.openai import _models
 from chainvoice.openai._client import ClientSettings, make_client
 from chainvoice.openai._models import (
     DEFAULT_REPLY_MODEL,
@@ -150,13 +151,14 @@ def stages(
         if prices is not None:
             opts.setdefault("prices", prices)
         opts["client"] = shared
-    if asynchronous:
-        return (
-            AsyncOpenAITranscriber(**t_opts),
-            AsyncOpenAIResponder(**r_opts),
-            AsyncOpenAISynthesizer(**s_opts),
-        )
-    return OpenAITranscriber(**t_opts), OpenAIResponder(**r_opts), OpenAISynthesizer(**s_opts)
+    with _models.DeferredShutdownWarnings():  # a stage that fails keeps the others' warnings unused
+        if asynchronous:
+            return (
+                AsyncOpenAITranscriber(**t_opts),
+                AsyncOpenAIResponder(**r_opts),
+                AsyncOpenAISynthesizer(**s_opts),
+            )
+        return OpenAITranscriber(**t_opts), OpenAIResponder(**r_opts), OpenAISynthesizer(**s_opts)
 
 
 _CLIENT_KEYS = frozenset(

@@ -199,6 +199,14 @@ class OpenAIStage:
         """The model this stage uses."""
         return self._setup.model
 
+    def _built(self) -> None:
+        """Call last in ``__init__``: warn of a retiring model once the stage is valid.
+
+        A stage whose options fail does not use up the once-per-process warning.
+        """
+        if self._setup.model_given:
+            warn_if_retiring(self._setup.model)
+
 
 class StageSetup:
     """The parts every OpenAI stage has: its client, the model, where errors point, prices."""
@@ -221,8 +229,7 @@ class StageSetup:
         self.stage = stage
         self.kind = kind
         self.model = model if model is not None else default_model
-        if model is not None:
-            warn_if_retiring(model, stacklevel=5)
+        self.model_given = model is not None
         self.client: Any = make_client(client, settings, cls_name, asynchronous=asynchronous)
         self.base_url = base_url_of(self.client)
         self.official = is_official(self.client)

@@ -14,8 +14,11 @@ the stage's own ``prices=`` are used: OpenAI's prices say nothing about another 
 from __future__ import annotations
 
 import datetime as _dt
+import os
+import sys
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
+from contextvars import ContextVar
 from typing import Literal
 
 import attrs
@@ -612,8 +615,22 @@ def fastest_effort(model: str) -> str | None:
     return None
 
 
-def warn_if_retiring(model: str, *, today: _dt.date | None = None, stacklevel: int = 3) -> None:
-    """Warn once per process when ``model`` is within 90 days of (or past) its shutdown date."""
+def warn_if_retiring(
+    model: str, *, today: _dt.date | None = None, stacklevel: int | None = None
+) -> None:
+    """Warn once per process when ``model`` is within 90 days of (or past) its shutdown date.
+
+    Args:
+        model: The model a stage was built with.
+        today: The date to compare with (tests); default today.
+        stacklevel: As for :func:`warnings.warn`; by default the warning points at the
+            first line outside chainvoice (the user's ``OpenAIResponder(...)`` or
+            ``Chain.openai(...)``), however deep inside chainvoice the stage is built.
+    """
+    deferred = _DEFERRED.get()
+    if deferred is not None:
+        deferred.append(model)
+        return
     info = MODELS.get(model)
     if info is None or info.shutdown is None or model in _WARNED:
         return
@@ -632,8 +649,47 @@ def warn_if_retiring(model: str, *, today: _dt.date | None = None, stacklevel: i
         f"OpenAI model {model!r} {when}{instead}. "
         "See https://platform.openai.com/docs/deprecations.",
         ModelShutdownWarning,
-        stacklevel=stacklevel,
+        stacklevel=stacklevel if stacklevel is not None else _caller_outside_package(),
     )
+
+
+_DEFERRED: ContextVar[list[str] | None] = ContextVar("chainvoice_deferred_warnings", default=None)
+
+
+class DeferredShutdownWarnings:
+    """Hold back shutdown warnings until the block ends without an error.
+
+    For building several stages at once (:func:`chainvoice.openai.stages`): if a later
+    stage fails, the earlier ones do not use up their once-per-process warning. (A class,
+    not ``contextlib.contextmanager``, so that no frame outside chainvoice stands between
+    the warning and the user's line.)
+    """
+
+    def __enter__(self) -> None:
+        self.pending: list[str] = []
+        self.token = _DEFERRED.set(self.pending)
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        _DEFERRED.reset(self.token)
+        if kind is None:
+            for model in dict.fromkeys(self.pending):
+                warn_if_retiring(model)
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+
+
+def _caller_outside_package() -> int:
+    """The ``stacklevel`` of the first frame outside chainvoice, for the caller's ``warn``.
+
+    Level 1 is the function that calls this one and then :func:`warnings.warn`.
+    """
+    frame = sys._getframe(1)
+    level = 1
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        frame = frame.f_back
+        level += 1
+    return level
 
 
 def price_for(model: str, *, overrides: Mapping[str, Price] | None, official: bool) -> Price | None:

@@ -325,6 +325,7 @@ class _ResponderBase(OpenAIStage):
             store=store,
             extra_body=extra_body,
         )
+        self._built()
 
     @property
     def api(self) -> API:

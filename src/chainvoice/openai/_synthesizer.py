@@ -601,6 +601,7 @@ class _SynthesizerBase(OpenAIStage):
             chunk_size=chunk_size,
             extra_body=extra_body,
         )
+        self._built()
 
     @property
     def instructions(self) -> str | None:

@@ -667,6 +667,7 @@ class _TranscriberBase(OpenAIStage):
                 f"{type(self).__name__.replace('Streaming', '')}, or pass stream=True for a "
                 "server that streams"
             )
+        self._built()
 
     @property
     def streams(self) -> bool:
