@@ -128,10 +128,25 @@ def test_unusable_samples_are_rejected(samples: np.ndarray, message: str) -> Non
         cv.Audio(samples, 16000)
 
 
-@pytest.mark.parametrize("rate", [0, -16000, 16000.0, 1.5, True, "16000", None])
+@pytest.mark.parametrize(
+    "rate", [0, -16000, 16000.0, 1.5, True, "16000", None, 1, 999, 768_001, 10**12]
+)
 def test_bad_rates_are_rejected(rate: object) -> None:
-    with pytest.raises(cv.SampleRateError, match="positive integer"):
+    with pytest.raises(cv.SampleRateError, match="whole number of Hz from 1000 to 768000"):
         cv.Audio(np.zeros(4, dtype=np.float32), rate)  # type: ignore[arg-type]
+
+
+def test_rates_from_1_to_768_khz_are_accepted_and_a_rate_in_khz_is_pointed_out() -> None:
+    assert cv.Audio(np.zeros(4), 1000).rate == 1000
+    assert cv.Audio(np.zeros(4), 768_000).rate == 768_000
+    with pytest.raises(cv.SampleRateError, match="not kHz: 16 kHz is 16000 Hz"):
+        cv.Audio.from_pcm16(b"\x00\x00", rate=16)
+    with pytest.raises(cv.SampleRateError, match=r"not 1 \(in Hz, not kHz"):
+        tone(440, 0.1, 16000).resample(1)
+    with pytest.raises(cv.SampleRateError, match="not 1000000000000"):
+        tone(440, 0.1, 16000).with_rate(10**12)
+    with pytest.raises(cv.SampleRateError, match="from 1000 to 768000"):
+        cv.Audio.silence(1, rate=10**9)
 
 
 def test_errors_are_value_errors() -> None:

@@ -179,6 +179,11 @@ def test_wav_claiming_more_data_than_present_is_truncated() -> None:
             "5000 channels",
         ),
         (riff(fmt(1, 1, 0, 16), chunk(b"data", b"\x00\x00")), cv.SampleRateError, "0 Hz"),
+        (
+            riff(fmt(1, 1, 10**9, 16), chunk(b"data", b"\x00\x00")),
+            cv.SampleRateError,
+            "1000000000 Hz, outside the 1000 to 768000 Hz",
+        ),
         (riff(fmt(1, 1, 8000, 16), chunk(b"data", b"")), cv.EmptyAudioError, "no audio frames"),
         (
             riff(fmt(3, 1, 8000, 16), chunk(b"data", b"\x00\x00")),
@@ -276,6 +281,33 @@ def test_unknown_formats_say_what_the_data_looks_like(data: bytes, message: str)
     with pytest.raises(cv.AudioFormatError, match=message) as info:
         cv.Audio.from_bytes(data)
     assert "from_pcm16" in str(info.value) and "format=" in str(info.value)
+
+
+@pytest.mark.parametrize("make", ["wav", "junk"])
+def test_an_unknown_format_name_is_an_error_that_lists_the_known_ones(make: str) -> None:
+    data = tone(440, 0.1, 8000).to_wav() if make == "wav" else b"\x00" * 64
+    with pytest.raises(cv.AudioFormatError, match=r"format='bogus' is not.*wav, mp3, ogg"):
+        cv.Audio.from_bytes(data, format="bogus")
+    with pytest.raises(cv.AudioFormatError, match="format='bogus'"):
+        cv.Audio.from_file(io.BytesIO(data), format="bogus")
+    with pytest.raises(TypeError, match="format name"):
+        cv.Audio.from_bytes(data, format=3)  # type: ignore[arg-type]
+
+
+def test_format_names_known_to_chainvoice_or_to_ffmpeg_are_accepted(tmp_path: Path) -> None:
+    wav = tone(440, 0.1, 8000).to_wav()
+    path = tmp_path / "x.wav"
+    path.write_bytes(wav)
+    for name in ("mp3", ".MP3", "Wave", "oga", "w64"):  # w64: an ffmpeg demuxer
+        assert cv.Audio.from_bytes(wav, format=name).frames == 800  # the content decides
+        assert cv.Audio.from_file(path, format=name).frames == 800
+
+
+def test_without_ffmpeg_only_known_format_names_are_accepted(no_ffmpeg: None) -> None:
+    wav = tone(440, 0.1, 8000).to_wav()
+    assert cv.Audio.from_bytes(wav, format="mp3").frames == 800
+    with pytest.raises(cv.AudioFormatError, match="with ffmpeg installed"):
+        cv.Audio.from_bytes(wav, format="w64")
 
 
 def test_empty_and_wrongly_typed_input() -> None:
@@ -513,6 +545,9 @@ def test_from_segment_errors() -> None:
         cv.Audio.from_segment(pydub.AudioSegment.empty())
     with pytest.raises(cv.InvalidSamplesError, match="AudioSegment"):
         cv.Audio.from_segment(b"not a segment")  # type: ignore[arg-type]
+    odd = pydub.AudioSegment(data=bytes(4), sample_width=2, frame_rate=10**9, channels=1)
+    with pytest.raises(cv.SampleRateError, match=r"frame rate must be .* to 768000"):
+        cv.Audio.from_segment(odd)
 
 
 # ------------------------------------------------------------------------- import isolation

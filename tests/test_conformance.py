@@ -303,7 +303,8 @@ class CoroutineTTS:
         (OneAudioTTS(), "return type", ["returned a chainvoice.Audio", "return [audio]"]),
         (MixedRatesTTS(), "audio format", ["different sample rates ([22050, 24000] Hz)"]),
         (DriftingTTS(), "audio format", ["16000 Hz", "an earlier call yielded 24000 Hz"]),
-        (KilohertzTTS(), "audio format", ["24 Hz (a rate given in kHz instead of Hz?)"]),
+        # Audio itself refuses a rate in kHz, so the stage fails as it makes its audio.
+        (KilohertzTTS(), "raises", ["SampleRateError", "not kHz: 24 kHz is 24000 Hz"]),
         (SilentEmptyTTS(), "not empty", ["yielded no audio"]),
         (RaisesOnCloseTTS(), "early close", ["raised RuntimeError: cleanup failed", "finally"]),
         (IgnoresCloseTTS(), "early close", ["generator ignored GeneratorExit"]),

@@ -97,8 +97,9 @@ def _to_rate(value: Any) -> Any:
 
 
 def _check_rate(_inst: object, _attr: object, value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise SampleRateError(f"the sample rate must be a positive integer in Hz, not {value!r}")
+    problem = _codecs.rate_error(value)
+    if problem is not None:
+        raise problem
 
 
 def _rate_arg(rate: Any) -> int:
@@ -152,12 +153,13 @@ class Audio:
         samples: Samples shaped (frames,) or (frames, channels). Integer arrays are scaled
             from their full range (int16 by 32768); other arrays are copied to float32
             unless already a read-only float32 array.
-        rate: Sample rate in Hz.
+        rate: Sample rate in Hz, a whole number from 1000 to 768000 (every rate chainvoice
+            takes is in that range; outside it a rate is a mistake, such as kHz for Hz).
 
     Raises:
         InvalidSamplesError: NaN or infinite samples, a non-numeric dtype, or an unusable
             shape (including one that looks like (channels, frames)).
-        SampleRateError: A rate that is not a positive integer.
+        SampleRateError: A rate that is not a whole number from 1000 to 768000 Hz.
 
     Example:
         >>> import numpy as np
@@ -343,7 +345,7 @@ class Audio:
 
         Raises:
             AudioError: A negative or non-finite length.
-            SampleRateError: A rate that is not a positive integer.
+            SampleRateError: A rate that is not a whole number from 1000 to 768000 Hz.
             InvalidSamplesError: Fewer than one channel.
         """
         length = _seconds(seconds, "seconds")
@@ -371,7 +373,7 @@ class Audio:
             EmptyAudioError: ``data`` is empty.
             InvalidSamplesError: The byte count is not a whole number of frames, or a bad
                 channel count.
-            SampleRateError: A rate that is not a positive integer.
+            SampleRateError: A rate that is not a whole number from 1000 to 768000 Hz.
         """
         rate = _rate_arg(rate)
         _check_channels(channels)
@@ -401,11 +403,15 @@ class Audio:
         Args:
             data: The whole file.
             format: A format name to use when the content is not recognised (e.g.
-                ``"mp3"`` for an MP3 with leading junk); any ffmpeg demuxer name works.
+                ``"mp3"`` for an MP3 with leading junk): ``wav``, ``mp3``, ``ogg``,
+                ``opus``, ``flac``, ``webm``, ``m4a``, ``mp4``, ``aac``, ``aiff``, ``caf``,
+                ``amr``, ``wma``, ``au`` and the like, or any demuxer name of the ffmpeg
+                found. Content that is recognised is read as what it is.
 
         Raises:
             EmptyAudioError: No bytes, or a file without audio frames.
-            AudioFormatError: An unknown, unsupported, corrupt or truncated format.
+            AudioFormatError: An unknown, unsupported, corrupt or truncated format, or a
+                ``format`` that names none (the message lists the names to use).
             FFmpegNotFoundError: A compressed format and no ffmpeg.
             SampleRateError: A header with an impossible sample rate.
             InvalidSamplesError: Float samples that are NaN or infinite.
@@ -414,7 +420,8 @@ class Audio:
             raise TypeError(
                 "Audio.from_bytes() takes bytes; for a file path use Audio.from_file(path)"
             )
-        samples, rate = _codecs.decode(bytes(data), hint=format)
+        hint = None if format is None else _codecs.check_decode_format(format)
+        samples, rate = _codecs.decode(bytes(data), hint=hint)
         return cls._make(samples, rate)
 
     @classmethod
@@ -424,14 +431,18 @@ class Audio:
         """Audio read from a file path or a binary file object.
 
         The format is recognised from the content as in :meth:`from_bytes`; the file's
-        suffix (or ``format``) is used only when the content is not recognised.
+        suffix (or ``format``, checked as there) is used only when the content is not
+        recognised.
 
         Raises:
             FileNotFoundError: The path does not exist.
             EmptyAudioError: An empty file, or one without audio frames.
-            AudioFormatError: An unknown, unsupported, corrupt or truncated format.
+            AudioFormatError: An unknown, unsupported, corrupt or truncated format, or a
+                ``format`` that names none.
             FFmpegNotFoundError: A compressed format and no ffmpeg.
         """
+        if format is not None:
+            format = _codecs.check_decode_format(format)
         if hasattr(file, "read"):
             data = file.read()
             if isinstance(data, str):
@@ -570,7 +581,7 @@ class Audio:
             quality: libsoxr quality, ``"QQ"``, ``"LQ"``, ``"MQ"``, ``"HQ"`` or ``"VHQ"``.
 
         Raises:
-            SampleRateError: A rate that is not a positive integer.
+            SampleRateError: A rate that is not a whole number from 1000 to 768000 Hz.
             ConfigurationError: An unknown quality.
         """
         rate = _rate_arg(rate)
@@ -585,7 +596,7 @@ class Audio:
         "slow-motion" bug); use :meth:`resample` to convert between rates.
 
         Raises:
-            SampleRateError: A rate that is not a positive integer.
+            SampleRateError: A rate that is not a whole number from 1000 to 768000 Hz.
         """
         return Audio._make(self.samples, _rate_arg(rate))
 

@@ -39,10 +39,14 @@ from chainvoice._errors import (
 )
 
 __all__ = [
+    "DECODE_FORMATS",
     "ENCODE_FORMATS",
+    "MAX_RATE",
+    "MIN_RATE",
     "SAVE_SUFFIXES",
     "WAV_SAMPLE_FORMATS",
     "canonical_format",
+    "check_decode_format",
     "clear_ffmpeg_cache",
     "decode",
     "decode_file",
@@ -52,6 +56,7 @@ __all__ = [
     "find_ffmpeg",
     "format_from_suffix",
     "load_pydub",
+    "rate_error",
     "read_wav",
     "segment_to_samples",
     "sniff",
@@ -150,6 +155,29 @@ _DEMUXERS: Final[dict[str, str]] = {
     "asf": "asf",
     "au": "au",
 }
+
+
+#: Format names a decoder hint (``Audio.from_bytes(..., format=)``) may use, besides any
+#: demuxer name of the ffmpeg that is found (see ``ffmpeg -demuxers``).
+DECODE_FORMATS: Final[tuple[str, ...]] = ("wav", *_DEMUXERS)
+
+#: The sample rates chainvoice accepts, in Hz: 1 kHz up to 768 kHz, the highest rate of
+#: common audio hardware. A rate outside is a mistake (kHz for Hz, a byte rate, a typo).
+MIN_RATE: Final = 1_000
+MAX_RATE: Final = 768_000
+
+
+def rate_error(rate: object, what: str = "the sample rate") -> SampleRateError | None:
+    """The error for a rate that is not a whole number of Hz in [MIN_RATE, MAX_RATE]."""
+    hint = ""
+    if isinstance(rate, int) and not isinstance(rate, bool):
+        if MIN_RATE <= rate <= MAX_RATE:
+            return None
+        if 0 < rate < MIN_RATE:
+            hint = f" (in Hz, not kHz: {rate} kHz is {rate * 1000} Hz)"
+    return SampleRateError(
+        f"{what} must be a whole number of Hz from {MIN_RATE} to {MAX_RATE}, not {rate!r}{hint}"
+    )
 
 
 def canonical_format(name: str) -> str:
@@ -296,7 +324,6 @@ _WAVE_FORMAT_EXTENSIBLE: Final = 0xFFFE
 _GUID_TAIL: Final = b"\x00\x00\x00\x00\x10\x00\x80\x00\x00\xaa\x00\x38\x9b\x71"
 _UNKNOWN_SIZE: Final = 0xFFFFFFFF
 _MAX_CHANNELS: Final = 1024
-_MAX_RATE: Final = 100_000_000
 
 
 @attrs.frozen
@@ -334,10 +361,11 @@ def _parse_fmt(body: bytes) -> _WavFormat:
         raise _corrupt("the header says the file has 0 channels")
     if channels > _MAX_CHANNELS:
         raise _corrupt(f"the header says the file has {channels} channels")
-    if rate == 0 or rate > _MAX_RATE:
+    if not MIN_RATE <= rate <= MAX_RATE:
         raise SampleRateError(
-            f"the WAV header gives an impossible sample rate of {rate} Hz: the file is "
-            "corrupt; re-export it, or read the raw samples with Audio.from_pcm16(..., rate=)"
+            f"the WAV header gives a sample rate of {rate} Hz, outside the {MIN_RATE} to "
+            f"{MAX_RATE} Hz chainvoice reads: the file is corrupt or not audio; re-export it, "
+            "or read the raw samples with Audio.from_pcm16(..., rate=)"
         )
     if block_align and block_align % channels == 0:
         sample_bytes = block_align // channels
@@ -614,10 +642,70 @@ _ffmpeg_lock = threading.Lock()
 _ffmpeg_cache: dict[str, str] = {}
 
 
+_demuxer_cache: dict[str, frozenset[str]] = {}
+
+
 def clear_ffmpeg_cache() -> None:
     """Forget the ffmpeg found earlier, so that the next lookup searches again."""
     with _ffmpeg_lock:
         _ffmpeg_cache.clear()
+        _demuxer_cache.clear()
+
+
+def _ffmpeg_demuxers() -> frozenset[str]:
+    """The demuxer names of the ffmpeg that is found (none without ffmpeg)."""
+    try:
+        ffmpeg = find_ffmpeg()
+    except FFmpegNotFoundError:
+        return frozenset()
+    with _ffmpeg_lock:
+        cached = _demuxer_cache.get(ffmpeg)
+    if cached is not None:
+        return cached
+    try:
+        listing = subprocess.run(
+            [ffmpeg, "-hide_banner", "-demuxers"], capture_output=True, timeout=30, check=False
+        ).stdout.decode("utf-8", "replace")
+    except (OSError, subprocess.SubprocessError):
+        return frozenset()
+    names: set[str] = set()
+    for line in listing.split("--", 1)[-1].splitlines():
+        fields = line.split()
+        if len(fields) >= 2 and "D" in fields[0]:
+            names.update(fields[1].split(","))
+    found = frozenset(names)
+    with _ffmpeg_lock:
+        _demuxer_cache[ffmpeg] = found
+    return found
+
+
+def check_decode_format(name: object) -> str:
+    """The canonical name of a format given to read audio as (``format=``).
+
+    Raises:
+        TypeError: ``name`` is not a string.
+        AudioFormatError: Raw PCM (which needs its rate and channels), or a name that is
+            neither one chainvoice knows nor a demuxer of the ffmpeg that is found.
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"format must be a format name such as 'mp3', not {name!r}")
+    kind = canonical_format(name)
+    if kind == "pcm":
+        raise _pcm_needs_rate()
+    if kind in DECODE_FORMATS or kind in _ffmpeg_demuxers():
+        return kind
+    raise AudioFormatError(
+        f"format={name!r} is not an audio format chainvoice can read; use one of "
+        f"{', '.join(DECODE_FORMATS)} (or, with ffmpeg installed, a name that "
+        "`ffmpeg -demuxers` lists), or leave it out: the format is recognised from the data"
+    )
+
+
+def _pcm_needs_rate() -> AudioFormatError:
+    return AudioFormatError(
+        "raw PCM has no header, so its sample rate and channels are unknown: use "
+        "Audio.from_pcm16(data, rate=..., channels=...)"
+    )
 
 
 def find_ffmpeg(why: str = "this needs ffmpeg") -> str:
@@ -883,10 +971,7 @@ def _kind_of(hint: str | None, sniffed: str | None) -> str | None:
         return sniffed
     kind = canonical_format(hint)
     if kind == "pcm":
-        raise AudioFormatError(
-            "raw PCM has no header, so its sample rate and channels are unknown: use "
-            "Audio.from_pcm16(data, rate=..., channels=...)"
-        )
+        raise _pcm_needs_rate()
     if re.fullmatch(r"[a-z0-9_]+", kind) is None:
         raise AudioFormatError(f"{hint!r} is not an audio format name")
     if kind == "wav":
@@ -1051,7 +1136,7 @@ def segment_to_samples(segment: Any) -> tuple[Samples, int]:
     Raises:
         InvalidSamplesError: The object is not an AudioSegment, or has an odd sample width.
         EmptyAudioError: The segment has no frames.
-        SampleRateError: The segment's frame rate is not positive.
+        SampleRateError: The segment's frame rate is outside 1000 to 768000 Hz.
     """
     try:
         raw = bytes(segment.raw_data)
@@ -1062,8 +1147,6 @@ def segment_to_samples(segment: Any) -> tuple[Samples, int]:
         raise InvalidSamplesError(
             f"expected a pydub AudioSegment, got {type(segment).__name__} ({exc})"
         ) from None
-    if rate <= 0:
-        raise SampleRateError(f"the AudioSegment has a frame rate of {rate} Hz")
     if channels <= 0:
         raise InvalidSamplesError(f"the AudioSegment has {channels} channels")
     if width not in (1, 2, 3, 4):
@@ -1073,6 +1156,9 @@ def segment_to_samples(segment: Any) -> tuple[Samples, int]:
     frames = len(raw) // (width * channels)
     if frames == 0:
         raise EmptyAudioError("the AudioSegment is empty (0 frames)")
+    problem = rate_error(rate, "the AudioSegment's frame rate")
+    if problem is not None:
+        raise problem
     if width == 1:
         # pydub keeps 8-bit audio signed (it converts WAV's unsigned bytes on load).
         ints = np.frombuffer(raw, dtype=np.int8, count=frames * channels)
