@@ -235,7 +235,7 @@ def test_parse_verbose_json_words_land_in_their_segments(client: openai.OpenAI) 
         ],
     }
     tr = t._core.parse(response, audio)
-    assert tr.text == "Hello there. Bye." and tr.language == "english" and tr.duration == 2.0
+    assert tr.text == "Hello there. Bye." and tr.language == "en" and tr.duration == 2.0
     assert [w.text for w in tr.segments[0].words] == ["Hello", "there"]
     assert [w.text for w in tr.segments[1].words] == ["Bye"]
     assert tr.usage is not None
@@ -775,6 +775,20 @@ def test_translate_scrubs_the_original_exception_and_its_chain() -> None:
     assert secret not in shown and KEY not in shown, shown
     assert "refused for key [redacted]" in shown and "lost sk-[redacted]" in shown
     assert not hasattr(error, "add_note") or "note with [redacted]" in shown
+
+
+def test_language_names_become_codes() -> None:
+    from chainvoice.openai._transcriber import language_code
+
+    assert language_code("english") == "en" and language_code("English") == "en"
+    assert language_code(" french ") == "fr"
+    assert language_code("castilian") == "es" and language_code("haitian creole") == "ht"
+    assert language_code("cantonese") == "yue" and language_code("jw") == "jv"
+    assert language_code("en") == "en"  # a code stays as it is
+    assert language_code("klingon") == "klingon"  # an unknown name is kept as the server sent it
+    t = OpenAITranscriber("whisper-1", client=openai.OpenAI(api_key="sk-x"), stream=False)
+    assert t._core.parse({"text": "Bonjour", "language": "french"}, tone(1.0)).language == "fr"
+    assert t._core.parse({"text": "x", "languages": [{"code": "de"}]}, tone(1.0)).language == "de"
 
 
 def test_redact() -> None:

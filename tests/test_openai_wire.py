@@ -183,6 +183,19 @@ def test_whisper_word_and_segment_timestamps(fake: FakeOpenAI, asynchronous: boo
     assert tr.usage is not None and tr.usage.cost_usd == pytest.approx(0.006 * 2 / 60)
 
 
+def test_every_model_reports_the_language_as_a_code(fake: FakeOpenAI, asynchronous: bool) -> None:
+    """``whisper-1`` names the language (``"french"``); the transcript has ``"fr"`` as others."""
+    for model, options in [
+        ("whisper-1", {"response_format": "verbose_json"}),
+        ("gpt-transcribe", {}),
+        ("gpt-transcribe", {"stream": False}),
+    ]:
+        t = make("t", asynchronous, fake, model, language="fr", **options)
+        assert transcribe(t, speech()).language == "fr", model
+    raw = fake.last_request("transcriptions")
+    assert raw.params["language"] == "fr"
+
+
 def test_diarization(fake: FakeOpenAI, asynchronous: bool) -> None:
     ref = speech(3.0)
     t = make(

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal
 
 from chainvoice._audio import Audio
 from chainvoice._codecs import find_ffmpeg
@@ -205,14 +205,135 @@ def _tokens(usage: object) -> TokenCounts | None:
 
 
 def _language(response: object) -> str | None:
+    """The response's language as a code (``"en"``): ``whisper-1`` names it (``"english"``)."""
     language = field(response, "language")
-    if isinstance(language, str) and language:
-        return language
+    if isinstance(language, str) and language.strip():
+        return language_code(language)
     languages = field(response, "languages")
     if isinstance(languages, (list, tuple)) and languages:
         code = field(languages[0], "code")
-        return str(code) if code else None
+        return language_code(str(code)) if code else None
     return None
+
+
+def language_code(name: str) -> str:
+    """The ISO 639-1 code for a language name Whisper uses, or ``name`` itself if unknown.
+
+    ``"english"`` and ``"English"`` give ``"en"``; a code (``"en"``) or a name Whisper does
+    not use is returned unchanged. Hawaiian and Cantonese, which have no ISO 639-1 code,
+    give their ISO 639-3 codes (``"haw"``, ``"yue"``), as Whisper itself uses.
+    """
+    return _LANGUAGE_CODES.get(name.strip().lower(), name)
+
+
+# Whisper's language names (the ``language`` of a ``verbose_json`` transcription), and the
+# other names it accepts for some of them, by code.
+_LANGUAGE_NAMES: Final[Mapping[str, tuple[str, ...]]] = {
+    "af": ("afrikaans",),
+    "am": ("amharic",),
+    "ar": ("arabic",),
+    "as": ("assamese",),
+    "az": ("azerbaijani",),
+    "ba": ("bashkir",),
+    "be": ("belarusian",),
+    "bg": ("bulgarian",),
+    "bn": ("bengali",),
+    "bo": ("tibetan",),
+    "br": ("breton",),
+    "bs": ("bosnian",),
+    "ca": ("catalan", "valencian"),
+    "cs": ("czech",),
+    "cy": ("welsh",),
+    "da": ("danish",),
+    "de": ("german",),
+    "el": ("greek",),
+    "en": ("english",),
+    "es": ("spanish", "castilian"),
+    "et": ("estonian",),
+    "eu": ("basque",),
+    "fa": ("persian", "farsi"),
+    "fi": ("finnish",),
+    "fo": ("faroese",),
+    "fr": ("french",),
+    "gl": ("galician",),
+    "gu": ("gujarati",),
+    "ha": ("hausa",),
+    "haw": ("hawaiian",),
+    "he": ("hebrew",),
+    "hi": ("hindi",),
+    "hr": ("croatian",),
+    "ht": ("haitian creole", "haitian"),
+    "hu": ("hungarian",),
+    "hy": ("armenian",),
+    "id": ("indonesian",),
+    "is": ("icelandic",),
+    "it": ("italian",),
+    "ja": ("japanese",),
+    "jv": ("javanese",),
+    "ka": ("georgian",),
+    "kk": ("kazakh",),
+    "km": ("khmer",),
+    "kn": ("kannada",),
+    "ko": ("korean",),
+    "la": ("latin",),
+    "lb": ("luxembourgish", "letzeburgesch"),
+    "ln": ("lingala",),
+    "lo": ("lao",),
+    "lt": ("lithuanian",),
+    "lv": ("latvian",),
+    "mg": ("malagasy",),
+    "mi": ("maori",),
+    "mk": ("macedonian",),
+    "ml": ("malayalam",),
+    "mn": ("mongolian",),
+    "mr": ("marathi",),
+    "ms": ("malay",),
+    "mt": ("maltese",),
+    "my": ("myanmar", "burmese"),
+    "ne": ("nepali",),
+    "nl": ("dutch", "flemish"),
+    "nn": ("nynorsk",),
+    "no": ("norwegian",),
+    "oc": ("occitan",),
+    "pa": ("punjabi", "panjabi"),
+    "pl": ("polish",),
+    "ps": ("pashto", "pushto"),
+    "pt": ("portuguese",),
+    "ro": ("romanian", "moldavian", "moldovan"),
+    "ru": ("russian",),
+    "sa": ("sanskrit",),
+    "sd": ("sindhi",),
+    "si": ("sinhala", "sinhalese"),
+    "sk": ("slovak",),
+    "sl": ("slovenian",),
+    "sn": ("shona",),
+    "so": ("somali",),
+    "sq": ("albanian",),
+    "sr": ("serbian",),
+    "su": ("sundanese",),
+    "sv": ("swedish",),
+    "sw": ("swahili",),
+    "ta": ("tamil",),
+    "te": ("telugu",),
+    "tg": ("tajik",),
+    "th": ("thai",),
+    "tk": ("turkmen",),
+    "tl": ("tagalog",),
+    "tr": ("turkish",),
+    "tt": ("tatar",),
+    "uk": ("ukrainian",),
+    "ur": ("urdu",),
+    "uz": ("uzbek",),
+    "vi": ("vietnamese",),
+    "yi": ("yiddish",),
+    "yo": ("yoruba",),
+    "yue": ("cantonese",),
+    "zh": ("chinese", "mandarin"),
+}
+_LANGUAGE_CODES: Final[Mapping[str, str]] = {
+    **{name: code for code, names in _LANGUAGE_NAMES.items() for name in names},
+    "jw": "jv",  # Whisper's own code for Javanese
+}
 
 
 def _words(items: object) -> tuple[Word, ...]:
