@@ -367,6 +367,43 @@ def test_nothing_to_say_gives_no_audio(synthesizer: LocalSynthesizer) -> None:
 
 
 @needs_local
+@pytest.mark.parametrize(
+    "text", ["こんにちは、元気ですか。", "你好。", "안녕하세요", "مرحبا كيف حالك", "नमस्ते"]
+)
+def test_text_the_voice_cannot_say_is_an_error_not_silence(
+    synthesizer: LocalSynthesizer, text: str
+) -> None:
+    with pytest.raises(cv.ConfigurationError, match="speaks English and could not say any") as e:
+        list(synthesizer.synthesize(text))
+    assert "OpenAISynthesizer" in str(e.value)
+
+
+@needs_local
+def test_words_the_voice_cannot_say_are_skipped_with_a_warning(
+    synthesizer: LocalSynthesizer,
+) -> None:
+    with pytest.warns(UserWarning, match="skipped words it cannot say: '東京'; for other"):
+        items = list(synthesizer.synthesize("We flew to 東京 last spring."))
+    assert sum(i.duration for i in items if isinstance(i, cv.Audio)) > 1.0
+    # Accented Latin, Greek and emoji need no warning: they are read, or are not words.
+    for text in ("A naïve café in Zürich.", "Alpha is \u03b1.", "Thanks 🙂"):
+        assert any(isinstance(i, cv.Audio) for i in synthesizer.synthesize(text))
+
+
+@needs_local
+def test_a_chain_keeps_the_reply_text_when_the_voice_cannot_say_it(
+    synthesizer: LocalSynthesizer,
+) -> None:
+    chain = cv.Chain(None, lambda conversation: "東京です。", synthesizer)
+    with pytest.raises(cv.StageError) as caught:
+        chain.run(text="日本の首都は?")
+    assert isinstance(caught.value.error, cv.ConfigurationError)
+    assert caught.value.partial is not None
+    assert caught.value.partial.reply.text == "東京です。"
+    assert caught.value.partial.reply.audio is None
+
+
+@needs_local
 def test_speed_and_seed() -> None:
     text = "The quick brown fox jumps over the lazy dog."
     normal = _speech(LocalSynthesizer(seed=1), text)

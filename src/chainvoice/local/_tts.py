@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,26 @@ HIBARI_RATE = 24000
 """The sample rate of hibari's speech, in Hz."""
 
 DEFAULT_VOICE = "heart"
+
+_WORD = re.compile(r"[^\W_]+")  # a run of letters and digits
+_OTHER_LANGUAGES = (
+    "for other languages use a synthesizer that speaks them (e.g. "
+    "chainvoice.openai.OpenAISynthesizer), or ask the responder to answer in English"
+)
+
+
+def _quote(text: str, limit: int = 40) -> str:
+    text = " ".join(text.split())
+    return repr(text if len(text) <= limit else text[: limit - 1] + "…")
+
+
+def _unspoken_words(tts: Any, text: str) -> list[str]:
+    """The words of ``text`` the voice has no pronunciation for (it skips them)."""
+    return [
+        word
+        for word in dict.fromkeys(_WORD.findall(text))
+        if not word.isascii() and not any(p.strip() for p in tts.phonemize(word))
+    ]
 
 
 def _voice_model_path(voice: str) -> Path:
@@ -139,10 +161,23 @@ class LocalSynthesizer:
     def synthesize(self, text: str) -> Iterator[Audio | Usage]:
         """Speak ``text``, one audio chunk per sentence, each as soon as it is made.
 
+        The voices speak English (and read digits, Latin letters with accents, Greek and
+        Cyrillic the English way); they cannot say words in other scripts (Japanese,
+        Chinese, Korean, Arabic, Hebrew, Devanagari, Thai, ...).
+
         Yields:
             24 kHz mono ``Audio`` chunks, then one ``Usage`` (characters and seconds of
             audio; the cost is 0). Text with no letters or digits (blank, or only
-            punctuation) yields no audio.
+            punctuation or emoji) yields no audio.
+
+        Raises:
+            ConfigurationError: The text has letters or digits but the voice can say none
+                of it (text in another language); in a chain this is a ``StageError``
+                that keeps the reply text.
+
+        Warns:
+            UserWarning: The voice skipped some words it cannot say (e.g. a Japanese name
+                in an English sentence); the rest is spoken.
         """
         if not isinstance(text, str):
             raise TypeError(f"text must be a str, not {type(text).__name__}")
@@ -157,6 +192,21 @@ class LocalSynthesizer:
                 chunk = Audio(np.asarray(samples, dtype=np.float32), HIBARI_RATE)
                 seconds += chunk.duration
                 yield chunk
+            if seconds == 0.0:
+                raise ConfigurationError(
+                    f"the local voice {self.voice!r} speaks English and could not say any of "
+                    f"{_quote(text)}; {_OTHER_LANGUAGES}"
+                )
+            unspoken = [] if text.isascii() else _unspoken_words(tts, text)
+            if unspoken:
+                warnings.warn(
+                    f"the local voice {self.voice!r} speaks English and skipped words it "
+                    f"cannot say: {', '.join(_quote(w, 20) for w in unspoken[:5])}"
+                    + (f" and {len(unspoken) - 5} more" if len(unspoken) > 5 else "")
+                    + f"; {_OTHER_LANGUAGES}",
+                    UserWarning,
+                    stacklevel=2,
+                )
         yield Usage(
             stage="synthesize",
             model=self.model_name,
