@@ -367,9 +367,10 @@ def test_closing_the_stream_stops_every_stage_and_records_only_what_was_produced
     assert responder.produced == produced_after_close  # no work goes on
     last = chain.conversation.messages[-1]
     assert last.role == "assistant" and last.interrupted
-    assert last.content.startswith("The first sentence is here.")
-    # The conversation holds only produced text: never more than the deltas produced.
-    assert len(last.content) >= len("".join(deltas))
+    # With a synthesizer, an interrupted reply keeps the text whose audio reached the
+    # caller: the first piece, not the words generated after it.
+    assert last.content == "The first sentence is here."
+    assert "".join(deltas).startswith(last.content)
     assert chain.conversation.messages[-2].content == "what time is it"
     # The chain is usable again afterwards.
     chain2_turn = cv.Chain(None, lambda c: "ok").run(text="again")
@@ -386,6 +387,7 @@ def test_repeated_early_closes_leave_no_threads_behind() -> None:
             if isinstance(event, cv.AudioChunk):
                 break
 
+    others = {t for t in threading.enumerate() if t.name.startswith("chainvoice")}
     before = threading.active_count()
     for _ in range(5):
         one()
@@ -397,24 +399,22 @@ def test_repeated_early_closes_leave_no_threads_behind() -> None:
     chain.close()
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
-        names = [t.name for t in threading.enumerate()]
-        if not any(n.startswith("chainvoice") for n in names):
+        left = {t for t in threading.enumerate() if t.name.startswith("chainvoice")} - others
+        if not left:
             break
         time.sleep(0.01)
-    assert not any(n.startswith("chainvoice") for n in names), names
+    assert not left, left
 
 
 def test_cancelling_an_async_turn_stops_the_stages() -> None:
-    started = threading.Event()
-
     class Slow:
         def __init__(self) -> None:
             self.cancelled = False
 
         async def respond(self, c: cv.Conversation) -> AsyncIterator[str]:
             try:
-                yield "Partial reply. "
-                started.set()
+                yield "This is the part that was spoken. "
+                yield "This part was generated "
                 await asyncio.sleep(30)
                 yield "never"
             except asyncio.CancelledError:
@@ -425,8 +425,15 @@ def test_cancelling_an_async_turn_stops_the_stages() -> None:
 
     async def main() -> cv.AsyncChain:
         chain = cv.AsyncChain(None, responder, Synthesizer())
-        task = asyncio.ensure_future(chain.run(text="hi"))
-        await asyncio.to_thread(started.wait, 10)
+        heard = asyncio.Event()
+
+        async def consume() -> None:
+            async for event in chain.stream(text="hi"):
+                if isinstance(event, cv.AudioChunk):
+                    heard.set()
+
+        task = asyncio.ensure_future(consume())
+        await asyncio.wait_for(heard.wait(), 10)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
@@ -434,8 +441,28 @@ def test_cancelling_an_async_turn_stops_the_stages() -> None:
 
     chain = asyncio.run(main())
     assert responder.cancelled
-    assert chain.conversation.messages[-1].content == "Partial reply. "
-    assert chain.conversation.messages[-1].interrupted
+    last = chain.conversation.messages[-1]
+    assert last.content == "This is the part that was spoken."
+    assert last.interrupted
+
+
+def test_interrupted_text_only_turn_keeps_the_text_produced() -> None:
+    never = threading.Event()
+
+    def responder(c: cv.Conversation) -> Iterator[str]:
+        yield "Some text. "
+        never.wait(0.5)  # still generating when the caller stops listening
+        yield "More text."
+
+    chain = cv.Chain(None, responder)
+    with contextlib.closing(chain.stream(text="hi")) as events:
+        for event in events:
+            if isinstance(event, cv.ReplyDelta):
+                break
+    last = chain.conversation.messages[-1]
+    assert last.role == "assistant" and last.interrupted
+    # Without a synthesizer, the text produced is what the caller got.
+    assert last.content == "Some text. "
 
 
 def test_async_stream_aclose_stops_stages() -> None:
@@ -630,13 +657,120 @@ def test_audio_without_transcriber_and_bad_stages() -> None:
 
 
 def test_a_chain_runs_one_turn_at_a_time() -> None:
-    chain = cv.Chain(None, Responder("One. ", "Two. ", "Three."), Synthesizer())
+    release = threading.Event()
+
+    def responder(c: cv.Conversation) -> Iterator[str]:
+        yield "One. "
+        release.wait(10)  # the first turn is still running while the second is tried
+        yield "Two."
+
+    chain = cv.Chain(None, responder, Synthesizer())
     first = chain.stream(text="a")
     next(first)
-    with pytest.raises(RuntimeError, match="already running a turn"):
+    with pytest.raises(cv.ChainBusyError, match="already running a turn"):
         chain.run(text="b")
+    release.set()
     first.close()  # type: ignore[attr-defined]
-    assert chain.run(text="c").reply.text == "One. Two. Three."
+    assert chain.run(text="c").reply.text == "One. Two."
+
+
+def test_async_break_then_new_turn_waits_for_the_abandoned_stream() -> None:
+    async def main() -> str:
+        chain = cv.AsyncChain(
+            None, Responder("First sentence of the reply. ", "More."), Synthesizer(delay=0.01)
+        )
+        async for event in chain.stream(text="a"):
+            if isinstance(event, cv.AudioChunk):
+                break  # the natural barge-in code: no aclose()
+        turn = await chain.run(text="b")
+        return turn.reply.text
+
+    assert asyncio.run(main()) == "First sentence of the reply. More."
+
+
+def test_close_during_a_run_is_a_clear_error() -> None:
+    release = threading.Event()
+
+    def responder(c: cv.Conversation) -> Iterator[str]:
+        yield "Start. "
+        release.wait(0.5)
+        yield "End."
+
+    chain = cv.Chain(None, responder)
+    threading.Timer(0.1, chain.close).start()
+    with pytest.raises(cv.ChainClosedError, match="closed while this turn was running"):
+        chain.run(text="x")
+    release.set()
+    assert chain.run(text="again").reply.text == "Start. End."
+
+
+def test_failed_streaming_transcription_keeps_the_text_heard() -> None:
+    class Cut:
+        def transcribe(self, audio: cv.Audio) -> cv.Transcript:
+            raise AssertionError("the chain uses transcribe_stream")
+
+        def transcribe_stream(self, audio: cv.Audio) -> Iterator[str]:
+            yield "Hello, "
+            yield "thi"
+            raise ConnectionResetError("stream cut")
+
+    with pytest.raises(cv.StageError) as info:
+        cv.Chain(Cut(), Responder()).run(tone())
+    partial = info.value.partial
+    assert partial is not None and partial.transcript is not None
+    assert partial.transcript.text == "Hello, thi"
+    assert partial.user_text == "Hello, thi"
+
+
+def test_failed_long_transcription_keeps_the_pieces_transcribed() -> None:
+    class Flaky:
+        def __init__(self) -> None:
+            self.calls = 0
+            self.lock = threading.Lock()
+
+        def transcribe(self, audio: cv.Audio) -> cv.Transcript:
+            with self.lock:
+                self.calls += 1
+                n = self.calls
+            if n == 2:
+                raise ConnectionError("lost one piece")
+            return cv.Transcript(f"piece{n}")
+
+    long = cv.LongTranscriber(Flaky(), max_piece_seconds=2.0, overlap=0.2, retries=0, concurrency=1)
+    with pytest.raises(cv.StageError) as info:
+        cv.Chain(long, Responder()).run(tone(5.5))
+    err = info.value
+    assert isinstance(err.error, cv.PartialTranscriptionError)
+    assert err.partial is not None and err.partial.transcript is not None
+    assert err.partial.transcript is err.error.transcript
+    assert "piece1" in err.partial.transcript.text
+
+
+def test_empty_audio_is_refused_before_any_stage_runs() -> None:
+    transcriber = Transcriber()
+    with pytest.raises(cv.EmptyAudioError, match="no frames"):
+        cv.Chain(transcriber, Responder()).run(cv.Audio(np.zeros(0, dtype=np.float32), RATE))
+    assert transcriber.calls == []
+
+
+def test_unknown_factory_option_names_the_close_match() -> None:
+    with pytest.raises(cv.ConfigurationError, match="did you mean 'voice'"):
+        cv.Chain.openai(voise="coral", api_key="sk-test")
+
+
+def test_chain_usage_before_any_turn_costs_nothing() -> None:
+    assert cv.Chain(None, Responder()).usage.cost_usd == 0.0
+
+
+def test_an_empty_handed_conversation_keeps_its_instructions() -> None:
+    chain = cv.Chain(None, lambda c: "ok", instructions="old")
+    chain.run(text="hi")
+    chain.reset(cv.Conversation(instructions="NEW"))
+    assert chain.instructions == "NEW" and len(chain.conversation) == 0
+    fresh = cv.Chain(None, lambda c: "ok", conversation=cv.Conversation(instructions="SYS"))
+    assert fresh.instructions == "SYS"
+    with pytest.raises(cv.ConfigurationError):
+        cv.Chain(None, lambda c: "ok", conversation=["hi"])  # type: ignore[arg-type]
 
 
 def test_first_cut_can_be_tuned() -> None:

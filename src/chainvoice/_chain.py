@@ -17,6 +17,8 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import difflib
+import functools
 import inspect
 import os
 import queue
@@ -29,7 +31,15 @@ from typing import Any, Protocol, TypeVar
 import attrs
 
 from chainvoice._audio import Audio
-from chainvoice._errors import ChainBusyError, ConfigurationError, ProtocolError, StageError
+from chainvoice._errors import (
+    ChainBusyError,
+    ChainClosedError,
+    ConfigurationError,
+    EmptyAudioError,
+    PartialTranscriptionError,
+    ProtocolError,
+    StageError,
+)
 from chainvoice._events import (
     AudioChunk,
     Event,
@@ -57,6 +67,9 @@ _C = TypeVar("_C", bound="_ChainBase")
 
 _STOP: Any = object()
 _END: Any = object()
+
+#: How long a new async turn waits for an abandoned stream to be closed by the event loop.
+_BUSY_GRACE = 1.0
 
 #: How long closing a stream waits for the turn's tasks to wind down before giving up.
 _CLOSE_TIMEOUT = 10.0
@@ -252,7 +265,10 @@ class _TurnRecord:
     input_audio: Audio | None = None
     user_text: str = ""
     transcript: Transcript | None = None
+    transcript_parts: list[str] = attrs.Factory(list)
     reply_parts: list[str] = attrs.Factory(list)
+    #: The reply text up to the end of the last piece whose audio reached the caller.
+    spoken_end: int = 0
     audio_chunks: list[Audio] = attrs.Factory(list)
     usage_items: list[Usage] = attrs.Factory(list)
     transcribe: StageTiming | None = None
@@ -322,6 +338,8 @@ def _ended(timing: StageTiming | None, rec: _TurnRecord) -> StageTiming | None:
 class _Piece:
     index: int
     text: str
+    #: Where the piece ends in the reply text (the splitter's pieces join to the reply).
+    end: int
     chunks: asyncio.Queue[Any] = attrs.Factory(asyncio.Queue)
     task: asyncio.Task[None] | None = None
 
@@ -332,6 +350,8 @@ class _ReplyState:
     changed: asyncio.Event = attrs.Factory(asyncio.Event)
     text_done: bool = False
     synth_failed: BaseException | None = None
+    #: How much of the reply text the splitter has cut into pieces so far.
+    cut_to: int = 0
 
 
 @attrs.frozen
@@ -382,7 +402,13 @@ class _Core:
         self.transcriber = transcriber
         self.responder = responder
         self.synthesizer = synthesizer
-        self.conversation = conversation or Conversation(instructions=instructions)
+        if conversation is None:
+            conversation = Conversation(instructions=instructions)
+        elif not isinstance(conversation, Conversation):
+            raise ConfigurationError(
+                f"conversation must be a chainvoice.Conversation, not {type(conversation).__name__}"
+            )
+        self.conversation = conversation
         self.new_splitter: Callable[[], Splitter] = splitter or SentenceSplitter
         self.max_concurrent_synthesis = max_concurrent_synthesis
         self.skip_empty_transcripts = skip_empty_transcripts
@@ -408,18 +434,35 @@ class _Core:
                 "this chain has no transcriber, so it cannot take audio; pass text=... "
                 "or build the chain with a transcriber"
             )
-        return _coerce_audio(audio)
+        checked = _coerce_audio(audio)
+        if checked.frames == 0:
+            raise EmptyAudioError(
+                "the audio has no frames, so there is nothing to transcribe; record some "
+                "speech, or pass text=... instead"
+            )
+        return checked
 
-    async def events(self, audio: Audio | None, text: str | None) -> AsyncGenerator[Event, None]:
+    async def events(
+        self, audio: Audio | None, text: str | None, *, busy_grace: float = 0.0
+    ) -> AsyncGenerator[Event, None]:
+        # An async stream left with a plain ``break`` is closed by the event loop a moment
+        # later; a new turn waits that moment (``busy_grace``) before calling the chain busy.
+        deadline = self.clock() + busy_grace
+        # Polled rather than awaited on an asyncio.Event: a chain's turns may run on
+        # different event loops over its life, and an Event binds to one loop.
+        while self._busy and self.clock() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.005)
         if self._busy:
             raise ChainBusyError(
                 "this chain is already running a turn; wait for it to finish (or close its "
-                "stream), or use a separate Chain for concurrent conversations"
+                "stream: in async code, iterate inside contextlib.aclosing(chain.stream(...)) "
+                "or call aclose()), or use a separate Chain for concurrent conversations"
             )
         self._busy = True
         rec = _TurnRecord(clock=self.clock, t0=self.clock(), input_audio=audio)
         committed_user = False
         finished = False
+        failed = False
         try:
             if audio is not None:
                 async with contextlib.aclosing(self._transcribe(audio, rec)) as stream:
@@ -445,13 +488,19 @@ class _Core:
             finished = True
             turn = self._finish(rec, interrupted=False)
             yield TurnDone(turn)
+        except StageError:
+            failed = True
+            raise
         finally:
             if not finished:
-                # Cancelled, closed early or failed: keep only what was actually produced.
-                if committed_user and rec.reply_parts:
-                    self.conversation = self.conversation.add(
-                        "assistant", rec.reply_text, interrupted=True
-                    )
+                # Failed, cancelled or closed early: keep only what was actually produced.
+                # A failed turn keeps all its reply text; an interrupted one (barge-in)
+                # keeps, with a synthesizer, only the text whose audio reached the caller.
+                said = rec.reply_text
+                if not failed and self.synthesizer is not None:
+                    said = said[: rec.spoken_end].rstrip()
+                if committed_user and said:
+                    self.conversation = self.conversation.add("assistant", said, interrupted=True)
                 self._finish(rec, interrupted=True)
             self._busy = False
 
@@ -483,6 +532,7 @@ class _Core:
                     if isinstance(item, str):
                         if item:
                             rec.transcribe = _first(rec.transcribe, rec)
+                            rec.transcript_parts.append(item)
                             yield TranscriptDelta(item)
                     elif isinstance(item, Usage):
                         rec.usage_items.append(_check_usage(item, "transcribe"))
@@ -507,9 +557,15 @@ class _Core:
                         "chainvoice.Transcript (e.g. Transcript(text))"
                     )
                 final = result
-        except (Exception, asyncio.CancelledError) as exc:
-            if isinstance(exc, asyncio.CancelledError):
-                raise
+        except Exception as exc:
+            # Keep what was heard: the text streamed so far, or the pieces of a long
+            # recording that were transcribed.
+            if isinstance(exc, PartialTranscriptionError):
+                rec.transcript = exc.transcript
+            elif rec.transcript_parts:
+                rec.transcript = Transcript("".join(rec.transcript_parts))
+            if rec.transcript is not None:
+                rec.user_text = rec.transcript.text
             raise self._fail("transcribe", exc, rec) from exc
         rec.transcribe = _ended(_first(rec.transcribe, rec), rec)
         rec.transcript = final
@@ -556,10 +612,11 @@ class _Core:
                 piece.chunks.put_nowait(_END)
 
         def add_piece(text: str) -> None:
+            state.cut_to += len(text)
             spoken = text.strip()
             if not _speakable(spoken) or state.synth_failed is not None:
                 return
-            piece = _Piece(index=len(state.pieces), text=spoken)
+            piece = _Piece(index=len(state.pieces), text=spoken, end=state.cut_to)
             piece.task = asyncio.ensure_future(run_piece(piece))
             state.pieces.append(piece)
             state.changed.set()
@@ -611,6 +668,7 @@ class _Core:
                                 rec.synthesize, first_output=rec.first_audio
                             )
                     rec.audio_chunks.append(item)
+                    rec.spoken_end = piece.end
                     events.put_nowait(AudioChunk(item, piece.text, piece.index))
                 assert piece.task is not None
                 await piece.task  # raises the piece's failure, if any
@@ -714,11 +772,23 @@ class _ChainBase:
         if backend == "openai":
             from chainvoice.openai import stages as openai_stages
 
-            t, r, s = openai_stages(asynchronous=asynchronous, **stage_options)
+            make: Callable[..., Any] = functools.partial(openai_stages, asynchronous=asynchronous)
+            known = set(inspect.signature(openai_stages).parameters) - {"asynchronous"}
         else:
             from chainvoice.local import stages as local_stages
 
-            t, r, s = local_stages(**stage_options)
+            make = local_stages
+            known = set(inspect.signature(local_stages).parameters)
+        known |= _CHAIN_OPTIONS
+        for name in stage_options:
+            if name not in known:
+                close = difflib.get_close_matches(name, sorted(known), n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise ConfigurationError(
+                    f"{cls.__name__}.{backend}() takes no option {name!r}{hint} "
+                    f"(it takes: {', '.join(sorted(known))})"
+                )
+        t, r, s = make(**stage_options)
         return cls(t, r, s, instructions=instructions, **chain_options)
 
     @property
@@ -757,11 +827,13 @@ class _ChainBase:
     @property
     def usage(self) -> Usage:
         """Usage and cost summed over every turn so far (failed and interrupted ones too)."""
-        return Usage.total(self._core.turn_usage)
+        return Usage.total(self._core.turn_usage) if self._core.turn_usage else Usage.zero()
 
     def reset(self, conversation: Conversation | None = None) -> None:
         """Forget the messages (keeping the instructions), or start from ``conversation``."""
-        self.conversation = conversation or self._core.conversation.reset()
+        self.conversation = (
+            self._core.conversation.reset() if conversation is None else conversation
+        )
 
     def __repr__(self) -> str:
         core = self._core
@@ -807,8 +879,12 @@ class Chain(_ChainBase):
 
     #: The private event loop's thread, started on first use (one per chain).
     _loop: _LoopThread | None = None
-    #: Guards starting loops; shared, since a loop starts once per chain.
-    _loop_lock = threading.Lock()
+
+    def _lock(self) -> threading.Lock:
+        # One lock per chain, made on first use (dict.setdefault is atomic): it keeps a
+        # loop from starting while close() is still winding the previous one down.
+        lock: threading.Lock = self.__dict__.setdefault("_loop_lock", threading.Lock())
+        return lock
 
     @classmethod
     def openai(cls, *, instructions: str | None = None, **options: Any) -> Chain:
@@ -836,7 +912,7 @@ class Chain(_ChainBase):
         return cls._with_stages("local", False, instructions, options)
 
     def _runner(self) -> _LoopThread:
-        with self._loop_lock:
+        with self._lock():
             if self._loop is None or not self._loop.alive:
                 self._loop = _LoopThread()
                 self._finalizer.detach()
@@ -859,12 +935,10 @@ class Chain(_ChainBase):
             StageError: A stage failed; ``.partial`` holds what the turn produced.
             ConfigurationError: Neither or both of ``audio`` and ``text`` were given.
         """
-        turn: Turn | None = None
         for event in self.stream(audio, text=text):
             if isinstance(event, TurnDone):
-                turn = event.turn
-        assert turn is not None
-        return turn
+                return event.turn
+        raise ChainClosedError("the turn ended before it was done")  # pragma: no cover
 
     def stream(self, audio: Any = None, *, text: str | None = None) -> Iterator[Event]:
         """Run one turn, yielding events as they happen.
@@ -912,14 +986,23 @@ class Chain(_ChainBase):
         future = runner.submit(pump())
         try:
             while True:
-                kind, value = out.get()
+                try:
+                    kind, value = out.get(timeout=0.25)
+                except queue.Empty:
+                    if runner.thread.is_alive() or done.is_set():
+                        continue
+                    # The loop ended without running this turn to the end (closed).
+                    kind, value = 2, asyncio.CancelledError()
                 if kind == 0:
                     yield value
                 elif kind == 1:
                     return
                 else:
                     if isinstance(value, asyncio.CancelledError):
-                        return
+                        raise ChainClosedError(
+                            "the chain was closed while this turn was running; the turn "
+                            "stopped, and the conversation keeps only what was produced"
+                        ) from None
                     raise value
         finally:
             if not done.is_set():
@@ -927,8 +1010,13 @@ class Chain(_ChainBase):
                 done.wait(_CLOSE_TIMEOUT)
 
     def close(self) -> None:
-        """Stop the chain's private event loop and worker threads (idempotent)."""
-        self._finalizer()
+        """Stop the chain's private event loop and worker threads (idempotent).
+
+        A turn running meanwhile stops and raises :class:`ChainClosedError`; the chain
+        can still be used afterwards (it starts a new loop).
+        """
+        with self._lock():
+            self._finalizer()
 
     def __enter__(self) -> Chain:
         return self
@@ -984,13 +1072,11 @@ class AsyncChain(_ChainBase):
             StageError: A stage failed; ``.partial`` holds what the turn produced.
             ConfigurationError: Neither or both of ``audio`` and ``text`` were given.
         """
-        turn: Turn | None = None
         async with contextlib.aclosing(self.stream(audio, text=text)) as events:
             async for event in events:
                 if isinstance(event, TurnDone):
-                    turn = event.turn
-        assert turn is not None
-        return turn
+                    return event.turn
+        raise ChainClosedError("the turn ended before it was done")  # pragma: no cover
 
     def stream(self, audio: Any = None, *, text: str | None = None) -> AsyncGenerator[Event, None]:
         """Run one turn, yielding events as they happen (see :meth:`Chain.stream`).
@@ -1011,7 +1097,7 @@ class AsyncChain(_ChainBase):
             ConfigurationError: Neither or both of ``audio`` and ``text`` were given.
         """
         checked = self._core.check_input(audio, text)
-        return self._core.events(checked, text)
+        return self._core.events(checked, text, busy_grace=_BUSY_GRACE)
 
     async def aclose(self) -> None:
         """Release the chain's worker threads (idempotent)."""
@@ -1034,6 +1120,7 @@ class _LoopThread:
 
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
+        self.closing = False
         ready = threading.Event()
         self.thread = threading.Thread(
             target=self._main, args=(ready,), name="chainvoice-loop", daemon=True
@@ -1043,7 +1130,7 @@ class _LoopThread:
 
     @property
     def alive(self) -> bool:
-        return self.thread.is_alive() and not self.loop.is_closed()
+        return not self.closing and self.thread.is_alive() and not self.loop.is_closed()
 
     def _main(self, ready: threading.Event) -> None:
         asyncio.set_event_loop(self.loop)
@@ -1052,19 +1139,25 @@ class _LoopThread:
             self.loop.run_forever()
         finally:
             try:
-                pending = asyncio.all_tasks(self.loop)
-                for task in pending:
-                    task.cancel()
-                if pending:
-                    self.loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-                self.loop.run_until_complete(self.loop.shutdown_asyncgens())
+                self.loop.run_until_complete(self._wind_down())
             finally:
                 self.loop.close()
+
+    async def _wind_down(self) -> None:
+        """Cancel every running turn and let it unwind (its stages close), within bounds."""
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=_CLOSE_TIMEOUT)
+        await self.loop.shutdown_asyncgens()
 
     def submit(self, coro: Any) -> concurrent.futures.Future[Any]:
         return asyncio.run_coroutine_threadsafe(coro, self.loop)
 
     def stop(self) -> None:
+        """Stop the loop after its running turns have wound down (idempotent)."""
+        self.closing = True
         if self.loop.is_closed():
             return
         with contextlib.suppress(RuntimeError):

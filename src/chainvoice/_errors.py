@@ -16,6 +16,7 @@ around code that hands chainvoice bad input::
     ├── MissingDependencyError (ImportError)     an optional extra is not installed
     ├── ProtocolError (TypeError)                a stage broke its protocol (wrong return type, ...)
     ├── ChainBusyError (RuntimeError)            a turn started while the chain ran another
+    ├── ChainClosedError (RuntimeError)          the chain was closed while a turn was running
     ├── StageError (RuntimeError)                a stage failed during a turn; carries ``.partial``
     ├── PartialTranscriptionError (RuntimeError) pieces of a long recording failed; keeps
     │                                            the rest on ``.transcript``; ``.retry()``
@@ -52,6 +53,7 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "ChainBusyError",
+    "ChainClosedError",
     "ChainvoiceError",
     "ConfigurationError",
     "EmptyAudioError",
@@ -119,6 +121,13 @@ class ChainBusyError(ChainvoiceError, RuntimeError):
 
     A chain keeps one conversation, so its turns run one at a time: wait for the running
     turn (or close its stream), or use a separate chain for each conversation.
+    """
+
+
+class ChainClosedError(ChainvoiceError, RuntimeError):
+    """The chain was closed (``Chain.close()``) while a turn was running.
+
+    The turn stopped where it was; the conversation records only what was produced.
     """
 
 

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Literal
 
 import attrs
 
+from chainvoice._errors import ConfigurationError
+
 if TYPE_CHECKING:
     from chainvoice._audio import Audio
 
@@ -242,7 +244,15 @@ class Transcript:
 
 def _check_role(_inst: object, _attr: object, value: str) -> None:
     if value not in _ROLES:
-        raise ValueError(f"a message role must be one of {_ROLES}, not {value!r}")
+        raise ConfigurationError(f"a message role must be one of {_ROLES}, not {value!r}")
+
+
+def _check_content(_inst: object, _attr: object, value: str) -> None:
+    if not isinstance(value, str):
+        raise ConfigurationError(
+            f"a message's content must be a str, not {type(value).__name__}; "
+            "convert it with str(...) first"
+        )
 
 
 @attrs.frozen
@@ -257,12 +267,24 @@ class Message:
     """
 
     role: Role = attrs.field(validator=_check_role)
-    content: str
+    content: str = attrs.field(validator=_check_content)
     interrupted: bool = attrs.field(default=False, kw_only=True)
 
 
-def _messages(value: Iterable[Message]) -> tuple[Message, ...]:
-    return tuple(value)
+def _messages(value: Iterable[Message] | str | bytes) -> tuple[Message, ...]:
+    if isinstance(value, (str, bytes)):
+        raise ConfigurationError(
+            "a conversation takes a list of Message objects, not a string; e.g. "
+            'Conversation([Message("user", "hi")]) or Conversation().add("user", "hi")'
+        )
+    messages = tuple(value)
+    for item in messages:
+        if not isinstance(item, Message):
+            raise ConfigurationError(
+                f"a conversation holds chainvoice.Message objects, not "
+                f"{type(item).__name__}; e.g. Message('user', {item!r})"
+            )
+    return messages
 
 
 @attrs.frozen
