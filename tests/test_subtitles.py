@@ -267,6 +267,10 @@ def test_a_short_cue_is_lengthened_only_into_free_time_and_not_past_the_end() ->
         ),
         (cv.Transcript("a", words=[cv.Word(text="a", start=-math.inf, end=1)]), "start=-inf"),
         (cv.Transcript("a", duration=math.nan), "duration=nan"),
+        (
+            cv.Transcript("a", segments=[cv.Segment(text="a", start=1e306, end=1e306)]),
+            r"start=1e\+306.*at most 1e\+09",
+        ),
     ],
 )
 def test_non_finite_times_are_a_clear_error(transcript: cv.Transcript, match: str) -> None:

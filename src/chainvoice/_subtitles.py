@@ -18,9 +18,9 @@ Cues are made readable:
 - In SRT a change of speaker starts the cue with ``Speaker: ``; WebVTT marks every cue
   that has a speaker with a ``<v Speaker>`` voice tag.
 
-Times must be finite: a NaN or infinite time raises :class:`ConfigurationError`. A
-negative time is taken as 0, and a segment that ends before it starts as one that ends
-where it starts. Times are written to the millisecond.
+Times must be finite: a NaN, infinite or absurd (over 10**9 seconds) time raises
+:class:`ConfigurationError`. A negative time is taken as 0, and a segment that ends before
+it starts as one that ends where it starts. Times are written to the millisecond.
 """
 
 from __future__ import annotations
@@ -53,6 +53,7 @@ SHORTEST_CUE_SECONDS = 0.3
 """The shortest a cue ever stays on screen; the next cue waits for it if need be."""
 
 _CUE_CHARS = LINE_CHARS * CUE_LINES
+_MAX_SECONDS = 1e9  # about 32 years: anything later is a broken time
 _LABEL_ROOM = LINE_CHARS // 2  # the least room a speaker label leaves on a first line
 _SPACE = re.compile(r"\s+")
 _CJK_CLAUSE = re.compile("(?<=[\u3002\uff01\uff1f\u3001\uff0c])")
@@ -254,17 +255,17 @@ def _spread(text: str, start: float, end: float) -> list[_Timed]:
 
 def _finite(what: str, **times: float | None) -> None:
     for name, value in times.items():
-        if value is not None and not math.isfinite(value):
+        if value is not None and not (math.isfinite(value) and abs(value) <= _MAX_SECONDS):
             shown = ", ".join(f"{k}={v!r}" for k, v in times.items())
             raise ConfigurationError(
                 f"{what} has {name}={value!r} ({shown}): subtitle times must be finite "
-                "seconds; repair or drop it before writing subtitles, e.g. "
-                "attrs.evolve(transcript, segments=[...])"
+                f"seconds (at most {_MAX_SECONDS:.0e}); repair or drop it before writing "
+                "subtitles, e.g. attrs.evolve(transcript, segments=[...])"
             )
 
 
 def _check(transcript: Transcript) -> None:
-    """Raise ConfigurationError for a time that is NaN or infinite."""
+    """Raise ConfigurationError for a time that is NaN, infinite or absurdly large."""
     _finite("the transcript", duration=transcript.duration)
     for i, seg in enumerate(transcript.segments):
         _finite(f"segment {i} ({seg.text[:30]!r})", start=seg.start, end=seg.end)
