@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -71,7 +74,8 @@ def speech_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
         (["transcribe", "/no/such/file.wav"], "no such file: /no/such/file.wav"),
         (["chat", "/no/such/file.wav", "-o", "out.wav"], "no such file"),
         (["demo", "/no/such/question.wav"], "no such file"),
-        (["say", "hello", "-o", "out.xyz"], "suffix '.xyz'"),
+        (["say", "hello", "-o", "out.xyz"], "suffix '.xyz'; end the file name with one of .wav"),
+        (["say", "hello", "-o", "out"], "a name without a suffix; end the file name with"),
         (["say", "hello", "-o", "/no/such/dir/out.wav"], "does not exist"),
         (["say", "   ", "-o", "out.wav"], "no text to say"),
         (["say", "hello", "-o", "out.wav", "--backend", "openai"], "OPENAI_API_KEY"),
@@ -90,7 +94,9 @@ def test_user_mistakes_are_one_line_and_status_2(
     monkeypatch.chdir(tmp_path)
     status, _out, err = _run(capsys, *argv)
     assert status == 2
-    assert message in _one_line_error(err)
+    line = _one_line_error(err)
+    assert message in line
+    assert "format=" not in line  # advice for Python code, which a shell user cannot take
     assert not list(tmp_path.iterdir())  # nothing was written
 
 
@@ -102,6 +108,102 @@ def test_an_undecodable_file_is_a_one_line_error(
     status, _, err = _run(capsys, "transcribe", str(bad), "--backend", "local")
     assert status == 2
     assert f"cannot read {bad}" in _one_line_error(err)
+
+
+@pytest.fixture
+def openai_backend(
+    monkeypatch: pytest.MonkeyPatch, make_fake_openai: Callable[..., FakeOpenAI]
+) -> Callable[..., FakeOpenAI]:
+    """Route the CLI's OpenAI stages to a spec-checked FakeOpenAI; returns how to make it.
+
+    ``openai_backend(api_key=...)`` makes the fake accept only that key (the CLI's client
+    sends ``sk-cli-test-key-000000``).
+    """
+    import chainvoice.openai
+
+    real = chainvoice.openai.stages
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-cli-test-key-000000")
+
+    def setup(**options: Any) -> FakeOpenAI:
+        fake = make_fake_openai(**options)
+        monkeypatch.setattr(
+            chainvoice.openai,
+            "stages",
+            lambda **kw: real(client=fake.client(api_key="sk-cli-test-key-000000"), **kw),
+        )
+        return fake
+
+    return setup
+
+
+def test_a_file_that_is_not_audio_is_one_clear_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, openai_backend: Callable[..., FakeOpenAI]
+) -> None:
+    fake = openai_backend()
+    noise = tmp_path / "garbage.xyz"
+    noise.write_bytes(np.random.default_rng(0).integers(0, 256, 3000, dtype=np.uint8).tobytes())
+    text = tmp_path / "notes.mp3"
+    text.write_text("hello world, this is not audio", encoding="utf-8")
+    for path, why in ((noise, "it starts with bytes"), (text, "it looks like plain text")):
+        status, _, err = _run(capsys, "transcribe", str(path))
+        line = _one_line_error(err)
+        assert status == 2
+        assert f"cannot read {path}: cannot recognise the audio format ({why}" in line
+        assert "WAV, MP3" in line and "ffmpeg" not in line and "format=" not in line
+    from chainvoice import _codecs
+
+    with contextlib.suppress(cv.FFmpegNotFoundError):  # without ffmpeg, that error says so
+        _codecs.find_ffmpeg()
+        cut = tmp_path / "cut.ogg"
+        cut.write_bytes(b"OggS" + bytes(2000))
+        status, _, err = _run(capsys, "transcribe", str(cut))
+        line = _one_line_error(err)
+        assert status == 2 and "looks like OGG audio but cannot be decoded" in line
+        assert "[in#" not in err and "Invalid data" not in err
+    assert fake.requests == ()  # nothing was sent
+
+
+def test_a_refused_key_is_status_2_in_every_command(
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    openai_backend: Callable[..., FakeOpenAI],
+) -> None:
+    """A wrong key is the user's mistake, whether a chain stage or a single stage met it."""
+    fake = openai_backend(api_key="sk-the-right-key-000000")
+    monkeypatch.chdir(tmp_path)
+    question = tmp_path / "question.wav"
+    cv.Audio.silence(1.0, rate=16000).save(question)
+    for argv in (
+        ["say", "Hello.", "-o", "hi.wav"],
+        ["transcribe", str(question)],
+        ["demo", "--text", "Hello?"],
+        ["chat", str(question), "-o", "reply.wav"],
+    ):
+        status, _, err = _run(capsys, *argv)
+        line = _one_line_error(err)
+        assert status == 2, argv
+        assert "HTTP 401" in line and "OPENAI_API_KEY" in line, argv
+        assert "sk-cli-test" not in err
+    assert len(fake.requests) == 4
+
+
+def test_the_demo_names_the_openai_models(
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    openai_backend: Callable[..., FakeOpenAI],
+) -> None:
+    from chainvoice.openai import DEFAULT_REPLY_MODEL, DEFAULT_SPEECH_MODEL
+
+    openai_backend()
+    monkeypatch.chdir(tmp_path)
+    status, out, err = _run(capsys, "demo", "--text", "Hello?", "--model", "gpt-6-sol")
+    assert status == 0, err
+    first = out.splitlines()[0]
+    assert first.startswith("chainvoice demo (openai backend: ")
+    assert "gpt-6-sol" in first and DEFAULT_SPEECH_MODEL in first
+    assert DEFAULT_REPLY_MODEL not in first and "OpenAI" not in first  # no class names
 
 
 def test_argument_errors_exit_2_with_one_line(capsys: pytest.CaptureFixture[str]) -> None:

@@ -3,8 +3,9 @@
 Run ``chainvoice --help`` (or ``python -m chainvoice --help``). Each command takes
 ``--backend openai|local``; without it, chainvoice uses OpenAI when ``OPENAI_API_KEY`` is
 set and the embedded offline models otherwise, and says which on stderr. Progress goes to
-stderr when it is a terminal. A mistake (a missing file, an unknown format, no key) is one
-line on stderr and exit status 2; a failure while working is one line and status 1.
+stderr when it is a terminal. A mistake (a missing file, an unknown format, no key or a
+refused one, a bad option) is one line on stderr and exit status 2, in every command; a
+failure while working is one line and status 1.
 """
 
 from __future__ import annotations
@@ -189,6 +190,10 @@ def _openai_chain_stages(args: argparse.Namespace) -> tuple[Any, Any, Any]:
 # ------------------------------------------------------------------------------ inputs
 
 
+#: What ``Audio.from_file`` recognises, for messages.
+READABLE = "WAV, MP3, AAC, OGG (Opus, Vorbis, FLAC), FLAC, WebM, M4A/MP4, AIFF, CAF, AMR, WMA or AU"
+
+
 def _read_audio(path: str) -> cv.Audio:
     file = Path(path)
     if not file.exists():
@@ -197,8 +202,30 @@ def _read_audio(path: str) -> cv.Audio:
         raise UsageError(f"{path} is a directory, not an audio file")
     try:
         return cv.Audio.from_file(file)
+    except cv.AudioFormatError as exc:
+        raise UsageError(_unreadable(file, exc)) from exc
     except cv.AudioError as exc:
         raise UsageError(f"cannot read {path}: {exc}") from exc
+
+
+def _unreadable(file: Path, exc: cv.AudioFormatError) -> str:
+    """One line for a file that is not audio chainvoice can read (no ffmpeg output)."""
+    from chainvoice import _codecs
+
+    with file.open("rb") as handle:
+        head = handle.read(4096)
+    kind = _codecs.sniff(head)
+    if kind is None:
+        why = _codecs._describe_unknown(head)
+        return (
+            f"cannot read {file}: cannot recognise the audio format ({why}); use a {READABLE} file"
+        )
+    if kind == "wav":  # read with numpy: its own messages are short and say what is wrong
+        return f"cannot read {file}: {exc}"
+    return (
+        f"cannot read {file}: it looks like {kind.upper()} audio but cannot be decoded "
+        "(corrupt or cut short?)"
+    )
 
 
 def _demo_question() -> Path:
@@ -217,7 +244,11 @@ def _check_output(path: str) -> Path:
     try:
         _codecs.format_from_suffix(out)
     except cv.AudioError as exc:
-        raise UsageError(str(exc)) from exc
+        what = f"the suffix {out.suffix!r}" if out.suffix else "a name without a suffix"
+        raise UsageError(
+            f"cannot tell the audio format of {path} from {what}; end the file name with one "
+            f"of {', '.join(_codecs.SAVE_SUFFIXES)} (e.g. reply.wav)"
+        ) from exc
     return out
 
 
@@ -252,6 +283,15 @@ def _print_timings(turn: cv.Turn, out: IO[str]) -> None:
     print(f"  {'total':<11} {_fmt(t.total)}", file=out)
 
 
+def _model_of(stage: object) -> str:
+    """The model a stage uses (``model`` on OpenAI's, ``model_name`` on the local ones)."""
+    for name in ("model", "model_name"):
+        value = getattr(stage, name, None)
+        if isinstance(value, str) and value:
+            return value
+    return type(stage).__name__
+
+
 def _run_turn(
     args: argparse.Namespace,
     audio: cv.Audio | None,
@@ -266,7 +306,7 @@ def _run_turn(
     backend = _choose_backend(args, err)
     stages = _local_chain_stages(args) if backend == "local" else _openai_chain_stages(args)
     if demo:
-        names = ", ".join(str(getattr(s, "model_name", type(s).__name__)) for s in stages)
+        names = ", ".join(_model_of(stage) for stage in stages)
         print(f"{PROG} demo ({backend} backend: {names})", file=out)
     if backend == "local":
         loaded = _load(progress, stages)
@@ -598,6 +638,20 @@ def _fail(err: IO[str], message: str, status: int) -> int:
     return status
 
 
+#: Errors that are the caller's mistake (a refused key, a bad option or input): status 2.
+_USAGE_ERRORS = (
+    cv.AuthenticationError,
+    cv.ConfigurationError,
+    cv.AudioError,
+    cv.MissingDependencyError,
+)
+
+
+def _status(error: BaseException) -> int:
+    """The exit status for a chainvoice error: 2 for a mistake, 1 for a failure."""
+    return 2 if isinstance(error, _USAGE_ERRORS) else 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``chainvoice`` command with ``argv`` (default ``sys.argv[1:]``).
 
@@ -615,19 +669,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args, out, err, progress))
     except UsageError as exc:
         return _fail(err, str(exc), 2)
-    except cv.StageError as exc:
-        return _fail(err, f"the {exc.stage} stage failed: {exc.error}", 1)
+    except cv.StageError as exc:  # the same status as the stage's own error would give
+        return _fail(err, f"the {exc.stage} stage failed: {exc.error}", _status(exc.error))
     except cv.MissingDependencyError as exc:
         hint = ""
         if getattr(args, "backend", None) is None and not os.environ.get("OPENAI_API_KEY"):
             hint = "; or set OPENAI_API_KEY to use OpenAI instead"
         return _fail(err, f"{exc}{hint}", 2)
-    except cv.AuthenticationError as exc:
-        return _fail(err, str(exc), 2)
-    except (cv.ConfigurationError, cv.AudioError) as exc:
-        return _fail(err, str(exc), 2)
     except cv.ChainvoiceError as exc:
-        return _fail(err, str(exc), 1)
+        return _fail(err, str(exc), _status(exc))
     except (FileNotFoundError, PermissionError, IsADirectoryError) as exc:
         return _fail(err, f"{exc.strerror}: {exc.filename}", 2)
     except KeyboardInterrupt:
