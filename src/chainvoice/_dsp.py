@@ -65,11 +65,14 @@ def mix_to_mono(samples: Samples) -> Samples:
     if channels == 1:
         return samples
     if channels == 2:
-        # a/2 + b/2 in float32 rounds once, like the float64 mean cast to float32, and
-        # cannot overflow; it is several times faster than a mean along a short axis.
-        half = np.float32(0.5)
-        mono = samples[:, 0] * half
-        mono += samples[:, 1] * half
+        # (a + b) * 0.5 in float32 rounds once (at the sum; halving is exact), like the
+        # float64 mean cast to float32, and gives back x for two equal channels x, even
+        # subnormal ones; it is several times faster than a mean along a short axis. Only
+        # samples near float32's limit can overflow the sum: those take float64.
+        mono = samples[:, 0] + samples[:, 1]
+        mono *= np.float32(0.5)
+        if not np.isfinite(mono).all():
+            mono = ((samples[:, 0].astype(np.float64) + samples[:, 1]) / 2).astype(np.float32)
     else:
         total = samples[:, 0].astype(np.float64)
         for channel in range(1, channels):
