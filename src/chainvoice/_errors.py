@@ -9,7 +9,7 @@ around code that hands chainvoice bad input::
     │   ├── EmptyAudioError                      no data, or zero frames
     │   ├── AudioFormatError                     unknown, unsupported or corrupt container/codec
     │   ├── InvalidSamplesError                  NaN/Inf samples, wrong shape or dtype
-    │   ├── SampleRateError                      zero, negative or mismatched sample rates
+    │   ├── SampleRateError                      rates outside 1 kHz-768 kHz, or mismatched
     │   └── FFmpegNotFoundError                  a compressed format needs ffmpeg and none is found
     ├── ConfigurationError (ValueError)          an option or combination that cannot work
     │   └── UnsupportedParameterError            a model does not take a parameter
@@ -93,7 +93,7 @@ class InvalidSamplesError(AudioError):
 
 
 class SampleRateError(AudioError):
-    """A sample rate is zero, negative, not an integer, or does not match."""
+    """A sample rate is not a whole number of Hz from 1000 to 768000, or does not match."""
 
 
 class FFmpegNotFoundError(AudioError):

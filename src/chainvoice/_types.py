@@ -211,8 +211,16 @@ class Transcript:
     def to_srt(self) -> str:
         """The transcript as SubRip (``.srt``) subtitles.
 
-        Cues are of readable length (at most two lines of 42 characters and 7 seconds)
-        and never overlap; without segment times the whole text is one cue.
+        Cues are of readable length (at most two lines of 42 characters, at most 7
+        seconds, and at least 5/6 of a second where the next cue leaves time) and never
+        overlap. Each text shows from when it is said: a speaker who talks over another
+        gets their own cue, and a change of speaker starts the cue with ``Speaker: ``.
+        Without segments, the text is spread over the transcript's ``duration``.
+
+        Raises:
+            ConfigurationError: A time is NaN or infinite, or the transcript has text but
+                neither segments nor a duration; give it one, e.g.
+                ``attrs.evolve(transcript, duration=audio.duration)``.
         """
         from chainvoice._subtitles import to_srt
 
