@@ -45,6 +45,7 @@ from chainvoice._errors import (
     ServerError,
     StageError,
     StreamInterruptedError,
+    StreamTimeoutError,
     UnsupportedParameterError,
 )
 from chainvoice._events import (
@@ -148,6 +149,7 @@ __all__ = [
     "StageError",
     "StageTiming",
     "StreamInterruptedError",
+    "StreamTimeoutError",
     "StreamingTranscriber",
     "Synthesizer",
     "Timings",

@@ -29,6 +29,7 @@ around code that hands chainvoice bad input::
         ├── APITimeoutError (TimeoutError)           no answer in time
         ├── APIConnectionError (ConnectionError)     the server could not be reached
         └── StreamInterruptedError (ConnectionError) a stream was cut after it had started
+            └── StreamTimeoutError (TimeoutError)    it stalled after output, and timed out
 
 A :class:`StageError` always keeps the original exception as ``__cause__`` and as
 ``.error``; its ``.partial`` holds the part of the turn produced before the failure (the
@@ -68,6 +69,7 @@ __all__ = [
     "ServerError",
     "StageError",
     "StreamInterruptedError",
+    "StreamTimeoutError",
     "UnsupportedParameterError",
 ]
 
@@ -313,3 +315,11 @@ class APIConnectionError(APIError, ConnectionError):
 
 class StreamInterruptedError(APIError, ConnectionError):
     """A streamed response was cut after it had started; what arrived before is kept."""
+
+
+class StreamTimeoutError(StreamInterruptedError, TimeoutError):
+    """A stream stalled after output had been delivered, and the read timed out.
+
+    It is a :class:`StreamInterruptedError` (what arrived is kept, and it is not retried)
+    that ``except TimeoutError`` also catches.
+    """

@@ -135,7 +135,11 @@ class Usage:
         if self.cost_usd is not None:
             return f"${self.cost_usd:.6f}"
         if self.unpriced:
-            return "unknown: no price for " + ", ".join(self.unpriced)
+            # Entries are a model name ("no price for m"), or say why in parentheses.
+            bare = [u for u in self.unpriced if not u.endswith(")")]
+            why = [u for u in self.unpriced if u.endswith(")")]
+            parts = (["no price for " + ", ".join(bare)] if bare else []) + why
+            return "unknown: " + "; ".join(parts)
         return "unknown: no stage reported a price"
 
 
@@ -180,7 +184,8 @@ class Transcript:
 
     Attributes:
         text: The whole text.
-        language: The language, as the transcriber reported it (e.g. ``"en"``, ``"english"``).
+        language: The language as an ISO 639-1 code where known (e.g. ``"en"``), else as
+            the transcriber reported it.
         duration: Seconds of audio transcribed, when known.
         segments: Phrases or speaker turns with times, where the model gives them.
         words: Words with times, where the model gives them.

@@ -45,18 +45,11 @@ from chainvoice._errors import (
     RateLimitError,
     ServerError,
     StreamInterruptedError,
+    StreamTimeoutError,
 )
 from chainvoice.openai._client import redact
 
 __all__ = ["ErrorContext", "StreamTimeoutError", "parse_retry_after", "scrub", "translate"]
-
-
-class StreamTimeoutError(StreamInterruptedError, TimeoutError):
-    """A stream stalled after output had been delivered, and the read timed out.
-
-    It is a :class:`~chainvoice.StreamInterruptedError` (what arrived is kept, and it is
-    not retried) that ``except TimeoutError`` also catches.
-    """
 
 
 @attrs.frozen(kw_only=True)
