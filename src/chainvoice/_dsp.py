@@ -69,7 +69,8 @@ def mix_to_mono(samples: Samples) -> Samples:
         # float64 mean cast to float32, and gives back x for two equal channels x, even
         # subnormal ones; it is several times faster than a mean along a short axis. Only
         # samples near float32's limit can overflow the sum: those take float64.
-        mono = samples[:, 0] + samples[:, 1]
+        with np.errstate(over="ignore"):  # an overflow is caught just below
+            mono = samples[:, 0] + samples[:, 1]
         mono *= np.float32(0.5)
         if not np.isfinite(mono).all():
             mono = ((samples[:, 0].astype(np.float64) + samples[:, 1]) / 2).astype(np.float32)
