@@ -372,6 +372,7 @@ def import_times(runs: int) -> dict[str, Any]:
         ("chainvoice.openai", MAIN_PYTHON, "import chainvoice.openai"),
         ("numpy", MAIN_PYTHON, "import numpy"),
         ("openai", MAIN_PYTHON, "import openai"),
+        ("chainvoice.openai + openai", MAIN_PYTHON, "import chainvoice.openai, openai"),
         ("agents.voice", AGENTS_PYTHON, "import agents.voice"),
         ("pipecat", PIPECAT_PYTHON, f"import {PIPECAT_MODULES}"),
     ]
@@ -546,25 +547,27 @@ def table(result: dict[str, Any]) -> str:
     """The results as a Markdown table (also printed)."""
     ideal_ = result["ideal"]
     lines = [
-        "| scenario | first audio, median (p90) | last audio, median (p90) "
+        "| scenario | first audio, median (p90) | / ideal | last audio, median (p90) | / ideal "
         "| CPU per turn, median (p90) | peak RSS |",
-        "|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|",
     ]
     for key, row in result["scenarios"].items():
         name = f"({key}) {row['label']}"
         if row["status"] != "ok":
-            lines.append(f"| {name} | {row['status']} | | | |")
+            lines.append(f"| {name} | {row['status']} | | | | | |")
             continue
         first, last, cpu = row["first_audio"], row["last_audio"], row["cpu"]
         lines.append(
             f"| {name} | {fmt(first['median'])} ({fmt(first['p90'])}) "
+            f"| {first['median'] / ideal_['first_audio']:.2f} "
             f"| {fmt(last['median'])} ({fmt(last['p90'])}) "
+            f"| {last['median'] / ideal_['last_audio']:.2f} "
             f"| {fmt(cpu['median'], 's', 3)} ({fmt(cpu['p90'], 's', 3)}) "
             f"| {fmt(row.get('peak_rss_mb'), 'MiB', 0)} |"
         )
     lines.append(
-        f"| (f) ideal (computed) | {fmt(ideal_['first_audio'])} | {fmt(ideal_['last_audio'])} "
-        "| - | - |"
+        f"| (f) ideal (computed) | {fmt(ideal_['first_audio'])} | 1.00 "
+        f"| {fmt(ideal_['last_audio'])} | 1.00 | - | - |"
     )
     return "\n".join(lines)
 
