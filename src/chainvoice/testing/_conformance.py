@@ -332,15 +332,21 @@ class _Ticker:
 
     def __init__(self) -> None:
         self.max_lag = 0.0
+        self._last: float | None = None
+
+    def read(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Take a reading now: the time since the last one, less the tick it slept for."""
+        now = loop.time()
+        if self._last is not None:
+            self.max_lag = max(self.max_lag, now - self._last - _TICK)
+        self._last = now
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
-        last = loop.time()
+        self.read(loop)
         while True:
             await asyncio.sleep(_TICK)
-            now = loop.time()
-            self.max_lag = max(self.max_lag, now - last - _TICK)
-            last = now
+            self.read(loop)
 
 
 class _Caller:
@@ -376,6 +382,10 @@ class _Caller:
             except asyncio.TimeoutError:
                 return False
             finally:
+                # A stage that blocks the loop and then finishes without yielding again leaves
+                # the ticker no turn to notice (on 3.12+ wait_for runs the coroutine in this
+                # task, so nothing else runs between the block and here): read it once more.
+                ticker.read(asyncio.get_running_loop())
                 tick.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await tick
