@@ -789,7 +789,7 @@ def test_async_stall_is_cancellable(fake_openai: FakeOpenAI) -> None:
     async def main() -> float:
         client = fake_openai.async_client(max_retries=0, timeout=None)
         start = time.monotonic()
-        with pytest.raises(TimeoutError):
+        with pytest.raises(asyncio.TimeoutError):  # not the built-in TimeoutError before 3.11
             await asyncio.wait_for(
                 client.audio.speech.create(model=TTS, voice="coral", input="x"), 0.1
             )
@@ -813,7 +813,7 @@ def test_async_cancel_mid_stream_marks_cancelled(make_fake_openai: Any) -> None:
                 if event.type == "response.output_text.delta":
                     got.append(event.delta)
 
-        with pytest.raises(TimeoutError):
+        with pytest.raises(asyncio.TimeoutError):  # not the built-in TimeoutError before 3.11
             await asyncio.wait_for(consume(), 0.3)
         await client.close()
         return got
