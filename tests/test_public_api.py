@@ -235,13 +235,51 @@ def test_docstring_examples_are_found() -> None:
     assert any(name.startswith("chainvoice.testing.") for name in found)
 
 
+# Subpackages whose examples need an optional extra (dependencies, models) to run.
+OPTIONAL_SUBPACKAGES = ("chainvoice.local", "chainvoice.openai")
+
+
+class _NeedsExtra(Exception):
+    """An example stopped on a MissingDependencyError from an optional subpackage."""
+
+
+class _Runner(doctest.DocTestRunner):
+    def report_unexpected_exception(
+        self, out: Any, test: doctest.DocTest, example: doctest.Example, exc_info: Any
+    ) -> None:
+        exc = exc_info[1]
+        optional = test.name.startswith(tuple(f"{p}." for p in OPTIONAL_SUBPACKAGES))
+        if optional and isinstance(exc, chainvoice.MissingDependencyError):
+            raise _NeedsExtra(str(exc)) from exc  # the later examples would only cascade
+        super().report_unexpected_exception(out, test, example, exc_info)
+
+
 @pytest.mark.parametrize("test", _doctests(), ids=lambda t: t.name)
 def test_docstring_example_runs(test: doctest.DocTest) -> None:
-    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    runner = _Runner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     out: list[str] = []
     test.globs = dict(test.globs)
-    runner.run(test, out=out.append, clear_globs=True)
+    try:
+        runner.run(test, out=out.append, clear_globs=True)
+    except _NeedsExtra as exc:
+        pytest.skip(f"an optional extra is not installed: {exc}")
     assert runner.failures == 0, "".join(out)
+
+
+def test_a_missing_extra_skips_only_an_optional_subpackages_example() -> None:
+    def example_test(name: str) -> doctest.DocTest:
+        source = (
+            ">>> raise chainvoice.MissingDependencyError('install chainvoice[local]')\n>>> 1\n1\n"
+        )
+        return doctest.DocTestParser().get_doctest(
+            source, {"chainvoice": chainvoice}, name, None, 0
+        )
+
+    with pytest.raises(_NeedsExtra, match=r"chainvoice\[local\]"):
+        _Runner().run(example_test("chainvoice.local.Thing"), out=lambda _: None)
+    core = _Runner()
+    core.run(example_test("chainvoice.Thing"), out=lambda _: None)
+    assert core.failures == 1  # the core needs no extra: there it is a failure
 
 
 def test_the_docstring_checks_catch_what_is_missing() -> None:
