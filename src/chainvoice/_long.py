@@ -806,6 +806,7 @@ _TRANSIENT: Final = (
     StreamInterruptedError,
     ConnectionError,
     TimeoutError,
+    asyncio.TimeoutError,  # not the built-in TimeoutError before Python 3.11
 )
 # Errors that every other piece would meet too: stop sending pieces.
 _FATAL: Final = (

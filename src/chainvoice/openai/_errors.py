@@ -25,6 +25,7 @@ or ``logging.exception`` prints as the ``__cause__``.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import email.utils
 import math
@@ -253,7 +254,9 @@ def _timed_out(exc: BaseException) -> bool:
     import httpx2
     import openai
 
-    return isinstance(exc, (openai.APITimeoutError, httpx2.TimeoutException, TimeoutError))
+    # asyncio.TimeoutError is the built-in TimeoutError from Python 3.11; on 3.10 it is not.
+    timeouts = (openai.APITimeoutError, httpx2.TimeoutException, TimeoutError, asyncio.TimeoutError)
+    return isinstance(exc, timeouts)
 
 
 def _transport_error(exc: BaseException, where: str, ctx: ErrorContext) -> APIError:
