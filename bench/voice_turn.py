@@ -9,6 +9,9 @@ a   chainvoice ``Chain.openai(...).stream(audio)`` (the sync face)
 a2  chainvoice ``AsyncChain.openai(...).stream(audio)``
 b   chainvoice ``Chain.run(audio)`` (audio reaches the caller when the turn is over)
 c   the naive chain: plain ``openai`` SDK, transcribe, non-streamed reply, non-streamed speech
+c2  a hand-rolled streaming chain on the bare async ``openai`` SDK: the same streamed
+    requests as (a), nothing else (no value types, usage, retries or decoding): the floor
+    of what the SDK itself costs for a turn
 d   the OpenAI Agents SDK ``VoicePipeline`` (own virtual environment ``bench/.venv-agents``)
 e   pipecat, its OpenAI STT, LLM and TTS services in a ``Pipeline`` (``bench/.venv-pipecat``)
 f   the ideal, computed from the profile: transcription + time to the token that ends the
@@ -79,6 +82,7 @@ SCENARIOS = [
     Scenario("a2", "chainvoice AsyncChain.stream()", MAIN_PYTHON, "worker_chainvoice.py", "async"),
     Scenario("b", "chainvoice Chain.run()", MAIN_PYTHON, "worker_chainvoice.py", "run"),
     Scenario("c", "naive openai SDK, stage after stage", MAIN_PYTHON, "worker_naive.py"),
+    Scenario("c2", "hand-rolled streaming, bare async SDK", MAIN_PYTHON, "worker_sdk_stream.py"),
     Scenario(
         "d",
         "OpenAI Agents SDK VoicePipeline",
