@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import os
 import platform
+import subprocess
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,23 @@ def load() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
+def source() -> str:
+    """The commit the benchmark ran on, and whether the library's sources differed from it."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True
+        ).stdout.strip()
+        changed = subprocess.run(
+            ["git", "status", "--porcelain", "--", "src"], cwd=root, capture_output=True, text=True
+        ).stdout.strip()
+    except OSError:
+        return "unknown"
+    if not commit:
+        return "unknown"
+    return f"{commit} (with uncommitted changes in src/)" if changed else commit
+
+
 def describe(packages: tuple[str, ...] = ()) -> dict[str, Any]:
     """CPU, cores, RAM, OS, Python, package versions, load and the date."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
@@ -51,6 +69,7 @@ def describe(packages: tuple[str, ...] = ()) -> dict[str, Any]:
         "os": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),
         "packages": versions,
+        "source": source(),
         "load_at_start": load(),
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     }

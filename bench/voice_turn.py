@@ -186,7 +186,7 @@ class WorkerError(Exception):
 class Worker:
     """One scenario's worker process and the line protocol of ``_worker.py``."""
 
-    def __init__(self, scenario: Scenario, base_url: str) -> None:
+    def __init__(self, scenario: Scenario, base_url: str, src: Path | None = None) -> None:
         self.scenario = scenario
         read_fd, write_fd = os.pipe()
         self.stderr = tempfile.TemporaryFile("w+")  # noqa: SIM115 - closed in quit()
@@ -194,7 +194,7 @@ class Worker:
         command += ["--audio", str(QUESTION), "--script", str(HERE / "script.json")]
         command += ["--reply-fd", str(write_fd), "--mode", scenario.mode]
         env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")}
-        env["PYTHONPATH"] = str(HERE)
+        env["PYTHONPATH"] = os.pathsep.join([str(HERE), *([str(src)] if src else [])])
         self.process = subprocess.Popen(
             command,
             stdin=subprocess.PIPE,
@@ -369,7 +369,7 @@ def breakdown(
 # ------------------------------------------------------------------------------ imports
 
 
-def import_times(runs: int) -> dict[str, Any]:
+def import_times(runs: int, src: Path | None = None) -> dict[str, Any]:
     """Fresh-process import time: ``python -c "import X"`` minus ``python -c "pass"``."""
     cases = [
         ("chainvoice", MAIN_PYTHON, "import chainvoice"),
@@ -384,11 +384,16 @@ def import_times(runs: int) -> dict[str, Any]:
     baselines = [("pass", p, "pass") for p in pythons]
     runnable = [c for c in cases if Path(c[1]).exists()]
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    main_env = {**env, "PYTHONPATH": str(src)} if src else env
 
     def once(python: str | Path, code: str) -> float:
         start = time.perf_counter()
         subprocess.run(
-            [str(python), "-c", code], check=True, env=env, capture_output=True, timeout=120
+            [str(python), "-c", code],
+            check=True,
+            env=main_env if str(python) == str(MAIN_PYTHON) else env,
+            capture_output=True,
+            timeout=120,
         )
         return time.perf_counter() - start
 
@@ -625,10 +630,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", help="comma-separated scenario keys, e.g. a,d")
     parser.add_argument("--spec", action="store_true", help="log OpenAPI spec problems")
     parser.add_argument("--json", type=Path, default=HERE / "results" / "voice_turn.json")
+    parser.add_argument(
+        "--src",
+        type=Path,
+        help="import chainvoice from this directory in the workers and import timings "
+        "(e.g. a `git archive` export of a commit), not from the installed package",
+    )
+    parser.add_argument("--source-label", help="what --src holds, for the results")
     args = parser.parse_args(argv)
 
     packages = ("chainvoice", "openai", "httpx2", "numpy", "soxr", "pydub")
     machine = describe(packages)
+    if args.src:
+        machine["source"] = args.source_label or str(args.src)
     profile = {
         k: float(v)
         for k, v in json.loads(args.profile.read_text()).items()
@@ -661,7 +675,7 @@ def main(argv: list[str] | None = None) -> int:
                 record.status = f"not run: {venv} missing ({record.scenario.setup_hint})"
                 continue
             try:
-                record.worker = Worker(record.scenario, server.base_url)
+                record.worker = Worker(record.scenario, server.base_url, args.src)
             except WorkerError as exc:
                 record.status = f"not run: {str(exc).splitlines()[-1]}"
                 record.errors.append(str(exc))
@@ -678,7 +692,7 @@ def main(argv: list[str] | None = None) -> int:
         server.stop()
 
     print("import times (fresh processes)...", file=sys.stderr)
-    imports = import_times(args.import_runs)
+    imports = import_times(args.import_runs, args.src)
     result: dict[str, Any] = {
         "benchmark": "voice_turn",
         "machine": machine,
