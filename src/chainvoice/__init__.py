@@ -17,10 +17,9 @@ Example:
 from __future__ import annotations
 
 import importlib
+import sys
 from typing import TYPE_CHECKING, Any
 
-from chainvoice._audio import Audio
-from chainvoice._chain import AsyncChain, Chain, Splitter
 from chainvoice._errors import (
     APIConnectionError,
     APIError,
@@ -48,57 +47,59 @@ from chainvoice._errors import (
     StreamTimeoutError,
     UnsupportedParameterError,
 )
-from chainvoice._events import (
-    AudioChunk,
-    Event,
-    ReplyDelta,
-    ReplyDone,
-    TranscriptDelta,
-    TranscriptDone,
-    TurnDone,
-)
-from chainvoice._long import (
-    AsyncLongTranscriber,
-    LongTranscriber,
-    Piece,
-    PieceLimits,
-    ProgressBar,
-    TranscriptionProgress,
-    atranscribe_long,
-    plan_pieces,
-    stitch,
-    transcribe_long,
-)
-from chainvoice._protocols import (
-    AsyncResponder,
-    AsyncStreamingTranscriber,
-    AsyncSynthesizer,
-    AsyncTranscriber,
-    Responder,
-    StreamingTranscriber,
-    Synthesizer,
-    Transcriber,
-)
-from chainvoice._splitter import SentenceSplitter
-from chainvoice._types import (
-    Conversation,
-    Logprob,
-    Message,
-    Reply,
-    Segment,
-    StageTiming,
-    Timings,
-    Transcript,
-    Turn,
-    Usage,
-    Word,
-)
 from chainvoice._version import __version__
 
 if TYPE_CHECKING:
     from chainvoice import local as local
     from chainvoice import openai as openai
     from chainvoice import testing as testing
+    from chainvoice._audio import Audio
+    from chainvoice._chain import AsyncChain, Chain, Splitter
+    from chainvoice._events import (
+        AudioChunk,
+        Event,
+        ReplyDelta,
+        ReplyDone,
+        TranscriptDelta,
+        TranscriptDone,
+        TurnDone,
+    )
+    from chainvoice._long import (
+        AsyncLongTranscriber,
+        LongTranscriber,
+        Piece,
+        PieceLimits,
+        ProgressBar,
+        TranscriptionProgress,
+        atranscribe_long,
+        plan_pieces,
+        stitch,
+        transcribe_long,
+    )
+    from chainvoice._protocols import (
+        AsyncResponder,
+        AsyncStreamingTranscriber,
+        AsyncSynthesizer,
+        AsyncTranscriber,
+        Responder,
+        StreamingTranscriber,
+        Synthesizer,
+        Transcriber,
+    )
+    from chainvoice._splitter import SentenceSplitter
+    from chainvoice._types import (
+        Conversation,
+        Logprob,
+        Message,
+        Reply,
+        Segment,
+        StageTiming,
+        Timings,
+        Transcript,
+        Turn,
+        Usage,
+        Word,
+    )
 
 __all__ = [
     "APIConnectionError",
@@ -172,11 +173,62 @@ __all__ = [
 
 _SUBPACKAGES = frozenset({"local", "openai", "testing"})
 
-# Show the public name in reprs, tracebacks and the API reference, as httpx does.
+# Public names, and the private module each lives in: imported on first use (PEP 562), so
+# that ``import chainvoice`` costs only what a program uses (the chain's asyncio machinery,
+# attrs' value types and numpy's audio load when first touched).
+_LAZY: dict[str, str] = {
+    "AsyncChain": "chainvoice._chain",
+    "AsyncLongTranscriber": "chainvoice._long",
+    "AsyncResponder": "chainvoice._protocols",
+    "AsyncStreamingTranscriber": "chainvoice._protocols",
+    "AsyncSynthesizer": "chainvoice._protocols",
+    "AsyncTranscriber": "chainvoice._protocols",
+    "Audio": "chainvoice._audio",
+    "AudioChunk": "chainvoice._events",
+    "Chain": "chainvoice._chain",
+    "Conversation": "chainvoice._types",
+    "Event": "chainvoice._events",
+    "Logprob": "chainvoice._types",
+    "LongTranscriber": "chainvoice._long",
+    "Message": "chainvoice._types",
+    "Piece": "chainvoice._long",
+    "PieceLimits": "chainvoice._long",
+    "ProgressBar": "chainvoice._long",
+    "Reply": "chainvoice._types",
+    "ReplyDelta": "chainvoice._events",
+    "ReplyDone": "chainvoice._events",
+    "Responder": "chainvoice._protocols",
+    "Segment": "chainvoice._types",
+    "SentenceSplitter": "chainvoice._splitter",
+    "Splitter": "chainvoice._chain",
+    "StageTiming": "chainvoice._types",
+    "StreamingTranscriber": "chainvoice._protocols",
+    "Synthesizer": "chainvoice._protocols",
+    "Timings": "chainvoice._types",
+    "Transcriber": "chainvoice._protocols",
+    "Transcript": "chainvoice._types",
+    "TranscriptDelta": "chainvoice._events",
+    "TranscriptDone": "chainvoice._events",
+    "TranscriptionProgress": "chainvoice._long",
+    "Turn": "chainvoice._types",
+    "TurnDone": "chainvoice._events",
+    "Usage": "chainvoice._types",
+    "Word": "chainvoice._types",
+    "atranscribe_long": "chainvoice._long",
+    "plan_pieces": "chainvoice._long",
+    "stitch": "chainvoice._long",
+    "transcribe_long": "chainvoice._long",
+}
+
+
+def _publish(obj: Any) -> None:
+    # Show the public name in reprs, tracebacks and the API reference, as httpx does.
+    if isinstance(obj, type) and obj.__module__.startswith("chainvoice._"):
+        obj.__module__ = "chainvoice"
+
+
 for _name in __all__:
-    _obj = globals().get(_name)
-    if isinstance(_obj, type) and _obj.__module__.startswith("chainvoice._"):
-        _obj.__module__ = "chainvoice"
+    _publish(globals().get(_name))
 
 
 def __getattr__(name: str) -> Any:
@@ -184,7 +236,18 @@ def __getattr__(name: str) -> Any:
         module = importlib.import_module(f"chainvoice.{name}")
         globals()[name] = module
         return module
-    raise AttributeError(f"module 'chainvoice' has no attribute {name!r}")
+    where = _LAZY.get(name)
+    if where is None:
+        raise AttributeError(f"module 'chainvoice' has no attribute {name!r}")
+    importlib.import_module(where)
+    # Publish every public name whose module is now loaded (one import loads several).
+    for other, module_name in _LAZY.items():
+        loaded = sys.modules.get(module_name)
+        if loaded is not None and other not in globals():
+            obj = getattr(loaded, other)
+            _publish(obj)
+            globals()[other] = obj
+    return globals()[name]
 
 
 def __dir__() -> list[str]:
