@@ -7,6 +7,8 @@ same transcript and the same 58-word reply (``script.json``) to everyone:
 
 a   chainvoice ``Chain.openai(...).stream(audio)`` (the sync face)
 a2  chainvoice ``AsyncChain.openai(...).stream(audio)``
+a3  chainvoice ``Chain(*chainvoice.openai.stages(asynchronous=True, ...)).stream(audio)``: the
+    sync chain running the async OpenAI stages on its private event loop
 b   chainvoice ``Chain.run(audio)`` (audio reaches the caller when the turn is over)
 c   the naive chain: plain ``openai`` SDK, transcribe, non-streamed reply, non-streamed speech
 c2  a hand-rolled streaming chain on the bare async ``openai`` SDK: the same streamed
@@ -80,6 +82,13 @@ class Scenario:
 SCENARIOS = [
     Scenario("a", "chainvoice Chain.stream()", MAIN_PYTHON, "worker_chainvoice.py", "stream"),
     Scenario("a2", "chainvoice AsyncChain.stream()", MAIN_PYTHON, "worker_chainvoice.py", "async"),
+    Scenario(
+        "a3",
+        "chainvoice Chain.stream(), async stages",
+        MAIN_PYTHON,
+        "worker_chainvoice.py",
+        "stream-async-stages",
+    ),
     Scenario("b", "chainvoice Chain.run()", MAIN_PYTHON, "worker_chainvoice.py", "run"),
     Scenario("c", "naive openai SDK, stage after stage", MAIN_PYTHON, "worker_naive.py"),
     Scenario("c2", "hand-rolled streaming, bare async SDK", MAIN_PYTHON, "worker_sdk_stream.py"),

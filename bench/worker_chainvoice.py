@@ -8,6 +8,9 @@ Modes:
   ``chain.stream(audio)``.
 - ``run``: ``chain.run(audio)``, which returns the whole turn: the application gets the
   first audio when ``run()`` returns.
+- ``stream-async-stages``: ``Chain(*chainvoice.openai.stages(asynchronous=True, ...))`` and
+  ``chain.stream(audio)``: the sync chain running the async OpenAI stages on its private
+  event loop (no worker threads for the stages).
 
 The chain is built once (one OpenAI client, kept-alive connections, as an application
 would) and its conversation is reset before every turn, so every turn is the same first
@@ -34,8 +37,11 @@ def main() -> None:
     audio = cv.Audio.from_file(args.audio)
     options: dict[str, Any] = {"base_url": args.base_url, "api_key": "sk-bench"}
 
-    if args.mode in ("stream", "run"):
-        chain = cv.Chain.openai(**options)
+    if args.mode in ("stream", "run", "stream-async-stages"):
+        if args.mode == "stream-async-stages":
+            chain = cv.Chain(*chainvoice.openai.stages(asynchronous=True, **options))
+        else:
+            chain = cv.Chain.openai(**options)
 
         def turn() -> dict[str, Any]:
             chain.reset()
