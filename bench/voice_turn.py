@@ -382,6 +382,11 @@ def import_times(runs: int, src: Path | None = None) -> dict[str, Any]:
     """Fresh-process import time: ``python -c "import X"`` minus ``python -c "pass"``."""
     cases = [
         ("chainvoice", MAIN_PYTHON, "import chainvoice"),
+        (
+            "chainvoice, Audio and Chain used",
+            MAIN_PYTHON,
+            "import chainvoice; chainvoice.Audio; chainvoice.Chain",
+        ),
         ("chainvoice.openai", MAIN_PYTHON, "import chainvoice.openai"),
         ("numpy", MAIN_PYTHON, "import numpy"),
         ("openai", MAIN_PYTHON, "import openai"),
@@ -646,7 +651,23 @@ def main(argv: list[str] | None = None) -> int:
         "(e.g. a `git archive` export of a commit), not from the installed package",
     )
     parser.add_argument("--source-label", help="what --src holds, for the results")
+    parser.add_argument(
+        "--imports-only",
+        action="store_true",
+        help="only measure the import times again, and update them (and the targets) in --json",
+    )
     args = parser.parse_args(argv)
+
+    if args.imports_only:
+        result = json.loads(args.json.read_text())
+        result["imports"] = import_times(args.import_runs, args.src)
+        result["imports"]["load"] = load()
+        result["targets"] = targets(result)
+        args.json.write_text(json.dumps(result, indent=1) + "\n")
+        print(import_table(result))
+        print()
+        print(targets_table(result))
+        return 0
 
     packages = ("chainvoice", "openai", "httpx2", "numpy", "soxr", "pydub")
     machine = describe(packages)
