@@ -250,6 +250,10 @@ class StageSetup:
         return translate(exc, self.context, delivered=delivered)
 
 
+#: What :meth:`Attempts.admit` returns for an item a replayed stream must not pass on.
+_HELD: Any = object()
+
+
 class Attempts:
     """The retry rule for a streamed request.
 
@@ -340,6 +344,23 @@ class Attempts:
         self.delivered_text = now
         return now[len(done) :]
 
+    def admit(self, item: T, shows: Callable[[T], bool]) -> T | Any:
+        """What to yield for ``item``, or ``_HELD`` when a replayed stream must not repeat it.
+
+        Output the user sees (``shows``) marks the request as delivered; on a replayed
+        stream, text already shown is held back and only what is new passes on.
+        """
+        if shows(item):
+            if self.replay and isinstance(item, str):
+                new = self.pass_on(item)
+                if new is None:
+                    return _HELD
+                item = new  # type: ignore[assignment]  # a str, as T is here
+            self.delivered = True
+        elif self.replay:
+            self.caught_up()
+        return item
+
     def caught_up(self) -> None:
         """With replay: check a replayed stream repeated all the text delivered.
 
@@ -416,16 +437,9 @@ def stream_with_retries(
         items = iter(consume(response))
         try:
             for item in items:
-                if shows(item):
-                    if replay and isinstance(item, str):
-                        new = attempts.pass_on(item)
-                        if new is None:
-                            continue
-                        item = new  # type: ignore[assignment]  # a str, as T is here
-                    attempts.delivered = True
-                elif replay:
-                    attempts.caught_up()
-                yield item
+                passed = attempts.admit(item, shows)
+                if passed is not _HELD:
+                    yield passed
             return
         except _Diverged as diverged:
             raise diverged.error from diverged.cut_by
@@ -458,16 +472,9 @@ async def astream_with_retries(
         items = consume(response)
         try:
             async for item in items:
-                if shows(item):
-                    if replay and isinstance(item, str):
-                        new = attempts.pass_on(item)
-                        if new is None:
-                            continue
-                        item = new  # type: ignore[assignment]  # a str, as T is here
-                    attempts.delivered = True
-                elif replay:
-                    attempts.caught_up()
-                yield item
+                passed = attempts.admit(item, shows)
+                if passed is not _HELD:
+                    yield passed
             return
         except _Diverged as diverged:
             raise diverged.error from diverged.cut_by
