@@ -29,20 +29,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
 import sys
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from chainvoice.testing import FakeOpenAI, LatencyProfile
+from chainvoice.testing import FakeOpenAI, FakeOpenAIHandler, FakeOpenAIServer, LatencyProfile
 
 HERE = Path(__file__).resolve().parent
-
-#: Response headers FakeOpenAI sets that the HTTP layer here decides itself.
-_HOP_HEADERS = frozenset({"content-length", "transfer-encoding", "connection"})
 
 
 def load_profile(path: Path) -> tuple[LatencyProfile, dict[str, Any]]:
@@ -86,58 +81,18 @@ class _SpecLogger:
         return []
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 64
-
-    def __init__(self, address: tuple[str, int], fake: FakeOpenAI) -> None:
-        super().__init__(address, _Handler)
-        self.fake = fake
-        self.logged_violations = 0
-        self.lock = threading.Lock()
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: _Server
-
-    def setup(self) -> None:
-        super().setup()
-        # Small chunks must leave at once: no Nagle delay on streamed bodies.
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass  # one line per request would cost more than the requests themselves
-
-    # -- requests ---------------------------------------------------------------------
-
-    def _body(self) -> bytes:
-        if self.headers.get("transfer-encoding", "").lower() == "chunked":
-            parts = []
-            while True:
-                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
-                if size == 0:
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                        pass
-                    return b"".join(parts)
-                parts.append(self.rfile.read(size))
-                self.rfile.readline()
-        length = int(self.headers.get("content-length") or 0)
-        return self.rfile.read(length) if length else b""
+class _Handler(FakeOpenAIHandler):
+    """The fake's answers, the bench's own paths, and refusals logged."""
 
     def do_GET(self) -> None:
         url = urlsplit(self.path)
         if url.path == "/_bench/health":
-            self._send_plain(200, b"ok", "text/plain")
+            self.send_plain(200, b"ok", "text/plain")
         elif url.path == "/_bench/log":
             since = int(parse_qs(url.query).get("since", ["0"])[0])
-            self._send_plain(200, json.dumps(self._log(since)).encode(), "application/json")
+            self.send_plain(200, json.dumps(self._log(since)).encode(), "application/json")
         else:
-            self._forward(b"")
-
-    def do_POST(self) -> None:
-        self._forward(self._body())
+            self.forward(b"")
 
     def _log(self, since: int) -> list[dict[str, Any]]:
         out = []
@@ -163,50 +118,13 @@ class _Handler(BaseHTTPRequestHandler):
             )
         return out
 
-    def _forward(self, body: bytes) -> None:
-        import httpx2 as httpx
-
-        fake = self.server.fake
-        host = self.headers.get("host", "127.0.0.1")
-        headers = [(k, v) for k, v in self.headers.items() if k.lower() != "transfer-encoding"]
-        request = httpx.Request(
-            self.command, f"http://{host}{self.path}", headers=headers, content=body
-        )
-        response = fake.handle_request(request)
-        self._log_violations()
-        self.send_response(response.status_code)
-        for name, value in response.headers.items():
-            if name.lower() not in _HOP_HEADERS:
-                self.send_header(name, value)
-        self.send_header("transfer-encoding", "chunked")
-        self.end_headers()
-        self.wfile.flush()
-        try:
-            for data in response.iter_raw():
-                if data:
-                    # One write per chunk: size line, data and CRLF leave together.
-                    self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
-            self.wfile.write(b"0\r\n\r\n")
-        except (BrokenPipeError, ConnectionResetError):
-            self.close_connection = True  # the client went away (e.g. a stream it closed)
-        except Exception as exc:  # a scripted cut or a timeout inside the fake
-            print(f"fake_server: body ended early: {exc!r}", file=sys.stderr, flush=True)
-            self.close_connection = True
-        finally:
-            response.close()
-
-    def _send_plain(self, status: int, body: bytes, content_type: str) -> None:
-        self.send_response(status)
-        self.send_header("content-type", content_type)
-        self.send_header("content-length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def _log_violations(self) -> None:
+    def forward(self, body: bytes) -> None:
+        super().forward(body)
         server = self.server
         with server.lock:
-            found = server.fake.violations[server.logged_violations :]
-            server.logged_violations += len(found)
+            logged = getattr(server, "logged_violations", 0)
+            found = server.fake.violations[logged:]
+            server.logged_violations = logged + len(found)  # type: ignore[attr-defined]
         for violation in found:
             print(f"fake_server: refused like the API would: {violation}", file=sys.stderr)
         if found:
@@ -232,19 +150,15 @@ def main(argv: list[str] | None = None) -> None:
         check_request=spec,
         max_stall=30.0,
     )
-    server = _Server(("127.0.0.1", args.port), fake)
+    server = FakeOpenAIServer(fake, port=args.port, handler=_Handler)
     port = server.server_address[1]
-    fake.base_url = f"http://127.0.0.1:{port}/v1"
-    thread = threading.Thread(target=server.serve_forever, name="fake-openai", daemon=True)
-    thread.start()
-    print(json.dumps({"port": port, "base_url": fake.base_url}), flush=True)
+    print(json.dumps({"port": port, "base_url": server.base_url}), flush=True)
     try:
         sys.stdin.read()  # serve until the parent closes our stdin (or exits)
     except KeyboardInterrupt:
         pass
     finally:
-        server.shutdown()
-        server.server_close()
+        server.close()
 
 
 if __name__ == "__main__":

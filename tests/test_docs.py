@@ -537,6 +537,8 @@ def _start_fake_openai(namespace: dict[str, Any]) -> str | None:
         from openapi.validator import SpecValidator  # tests/openapi, next to this script
     except ImportError as exc:  # a broken checkout: fail the page rather than skip it
         raise RuntimeError(f"cannot load the OpenAPI validator from tests/openapi ({exc})") from exc
+    from chainvoice.openai._transport import LeanTransport
+
     spec = SpecValidator.load()
     fake = FakeOpenAI(check_request=spec.check_request, check_response=spec.check_response)
     _FAKES.append(fake)
@@ -548,7 +550,10 @@ def _start_fake_openai(namespace: dict[str, Any]) -> str | None:
         original = cls.__init__
 
         def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
-            if kwargs.get("http_client") is None:
+            # Also the clients chainvoice makes on its own transport (which is tested
+            # over real sockets in test_transport.py): the page has no network.
+            given = kwargs.get("http_client")
+            if given is None or isinstance(getattr(given, "_transport", None), LeanTransport):
                 kwargs["http_client"] = make_http_client()
             original(self, *args, **kwargs)
 

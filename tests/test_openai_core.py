@@ -24,6 +24,7 @@ from chainvoice.openai import (
     OpenAIStreamingTranscriber,
     OpenAISynthesizer,
     OpenAITranscriber,
+    _common,
     _errors,
     _models,
     _synthesizer,
@@ -599,9 +600,7 @@ def test_sse_reader(client: openai.OpenAI) -> None:
     ]
     out: list[cv.Audio] = []
     for e in events:
-        out += reader.feed_line("event: " + e["type"])  # type: ignore[operator]
-        out += reader.feed_line("data: " + json.dumps(e))
-        out += reader.feed_line("")
+        out += reader.feed(f"event: {e['type']}\r\ndata: {json.dumps(e)}\r\n\r\n".encode())
     out += reader.finish()
     assert cv.Audio.concat(out).to_pcm16() == data
     usage = s._core.usage("Hello", reader)
@@ -612,9 +611,45 @@ def test_sse_reader(client: openai.OpenAI) -> None:
     with pytest.raises(cv.StreamInterruptedError, match=r"speech.audio.done"):
         cut_short.finish()
     bad = s._core.reader("text/event-stream")
-    bad.feed_line('data: {"type": "speech.audio.delta", "audio": "***"}')
+    bad.feed(b'data: {"type": "speech.audio.delta", "audio": "***"}\n')
     with pytest.raises(cv.ServerError, match="base64"):
-        bad.feed_line("")
+        bad.feed(b"\n")
+
+
+SSE_BODY = (
+    b": a comment\r\n"
+    b"event: response.output_text.delta\r\n"
+    b'data: {"type": "d", "delta": "Hi"}\r\n'
+    b"\r\n"
+    b"id: 7\n"
+    b'data: {"type": "m",\n'
+    b'data: "n": 2}\n'
+    b"\n"
+    b'data:{"type": "cr"}\r'
+    b"\r"
+    b"data: [DONE]\n\n"
+)
+
+
+@pytest.mark.parametrize("cut", ["whole", "bytewise", "pairs"])
+def test_sse_decoder_splits_events_wherever_the_bytes_are_cut(cut: str) -> None:
+    decoder = _common.SseDecoder("the reply stream")
+    if cut == "whole":
+        pieces = [SSE_BODY]
+    else:
+        step = 1 if cut == "bytewise" else 2
+        pieces = [SSE_BODY[i : i + step] for i in range(0, len(SSE_BODY), step)]
+    events = [e for piece in pieces for e in decoder.feed(piece)] + decoder.finish()
+    assert events == [{"type": "d", "delta": "Hi"}, {"type": "m", "n": 2}, {"type": "cr"}]
+    assert decoder.ended
+
+
+def test_sse_decoder_last_event_without_blank_line_and_bad_json() -> None:
+    decoder = _common.SseDecoder("the reply stream")
+    assert decoder.feed(b'data: {"a": 1}') == []
+    assert decoder.finish() == [{"a": 1}] and not decoder.ended
+    with pytest.raises(cv.ServerError, match="the reply stream sent an event that is not JSON"):
+        _common.SseDecoder("the reply stream").feed(b"data: {oops\n\n")
 
 
 def test_speech_usage_costs(client: openai.OpenAI) -> None:

@@ -890,6 +890,12 @@ class Chain(_ChainBase):
     def openai(cls, *, instructions: str | None = None, **options: Any) -> Chain:
         """A chain of OpenAI's transcription, reply and speech models sharing one client.
 
+        The stages are the async twins (``AsyncOpenAITranscriber``, ...) on the chain's
+        private event loop, over chainvoice's lean HTTP transport: no thread per stage,
+        a fraction of the CPU. Given a sync ``client=OpenAI(...)``, or with a proxy
+        configured in the environment, or ``CHAINVOICE_HTTP=httpx``, they are the sync
+        stages (over the SDK's own HTTP stack) instead.
+
         Args:
             instructions: What the assistant is told (the system prompt).
             **options: Chain options (``conversation``, ``splitter``,
@@ -898,7 +904,7 @@ class Chain(_ChainBase):
                 ``voice_instructions``, ``transcription_model``, ``reply_model``,
                 ``speech_model``, ``api_key``, ``base_url``, ``client``, ...).
         """
-        return cls._with_stages("openai", False, instructions, options)
+        return cls._with_stages("openai", _async_openai_stages(options), instructions, options)
 
     @classmethod
     def local(cls, *, instructions: str | None = None, **options: Any) -> Chain:
@@ -1108,6 +1114,20 @@ class AsyncChain(_ChainBase):
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
+
+
+def _async_openai_stages(options: dict[str, Any]) -> bool:
+    """Whether ``Chain.openai`` builds the async stages.
+
+    It does when it makes the client itself and chainvoice's transport will carry it (its
+    connections follow the private loop, which ``close()`` replaces).
+    """
+    if options.get("client") is not None:
+        return False
+    from chainvoice.openai._transport import lean_transport_applies
+
+    base_url = options.get("base_url")
+    return lean_transport_applies(base_url if isinstance(base_url, str) else None)
 
 
 _CHAIN_OPTIONS = frozenset(

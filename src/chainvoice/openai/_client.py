@@ -60,6 +60,8 @@ def _build(factory: type[_C], settings: ClientSettings) -> _C:
     no_key = "api_key" not in kwargs and not os.environ.get("OPENAI_API_KEY")
     if no_key and base_url and not _is_openai_url(str(base_url)):
         kwargs["api_key"] = _PLACEHOLDER_KEY
+    if getattr(factory, "__name__", "") == "AsyncOpenAI":
+        kwargs["http_client"] = _lean_http_client(str(base_url) if base_url else None)
     try:
         return factory(**kwargs)
     except OpenAIError as exc:
@@ -68,6 +70,20 @@ def _build(factory: type[_C], settings: ClientSettings) -> _C:
         raise ConfigurationError(f"cannot build an OpenAI client: {exc}") from None
     except TypeError as exc:  # pragma: no cover - a wrong type for a setting
         raise ConfigurationError(f"cannot build an OpenAI client: {exc}") from None
+
+
+def _lean_http_client(base_url: str | None) -> Any:
+    """The SDK's default async HTTP client on chainvoice's lean transport, or None.
+
+    None (the SDK's own stack) when a proxy is configured or ``CHAINVOICE_HTTP=httpx``.
+    """
+    import openai
+
+    from chainvoice.openai._transport import LeanTransport, lean_transport_applies
+
+    if not lean_transport_applies(base_url):
+        return None
+    return openai.DefaultAsyncHttpxClient(transport=LeanTransport())
 
 
 def _check_kind(client: object, want_async: bool, stage: str) -> None:

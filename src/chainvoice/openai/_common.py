@@ -7,6 +7,7 @@ reads responses without doing any I/O; the twins only move bytes and events betw
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
@@ -20,6 +21,7 @@ from chainvoice._errors import (
     APITimeoutError,
     ChainvoiceError,
     ConfigurationError,
+    ServerError,
     StreamInterruptedError,
 )
 from chainvoice._types import Usage
@@ -39,6 +41,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Attempts",
     "OpenAIStage",
+    "SseDecoder",
     "StageSetup",
     "astream_with_retries",
     "make_usage",
@@ -154,6 +157,67 @@ def _unpriced(model: str, price: Price | None, tokens: TokenCounts | None) -> st
 def int_or_zero(value: object) -> int:
     """An integer count from a response field that may be missing or ``None``."""
     return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0
+
+
+class SseDecoder:
+    """Server-sent events from bytes as they arrive: each event's ``data``, JSON-decoded.
+
+    Lines end with CR, LF or CRLF; an event ends at a blank line; ``data:`` lines are
+    joined; other fields (``event:``, ``id:``) and comments are skipped, since OpenAI's
+    events carry their ``type`` in the data. ``data: [DONE]`` sets :attr:`ended`.
+
+    Args:
+        what: The stream, for errors ("the reply stream").
+    """
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.ended = False
+        self._partial = b""
+        self._data: list[bytes] = []
+
+    def feed(self, chunk: bytes) -> list[Any]:
+        """The events completed by ``chunk``.
+
+        Raises:
+            ServerError: An event's data is not JSON.
+        """
+        if self._partial:
+            chunk = self._partial + chunk
+        lines = chunk.splitlines(keepends=True)
+        last = lines[-1] if lines else b""
+        # A line is complete at its end-of-line, except a CR at the very end (an LF may follow).
+        if last and (last[-1:] not in (b"\n", b"\r") or last.endswith(b"\r")):
+            self._partial = lines.pop()
+        else:
+            self._partial = b""
+        events: list[Any] = []
+        for line in lines:
+            self._line(line.rstrip(b"\r\n"), events)
+        return events
+
+    def finish(self) -> list[Any]:
+        """The events still pending when the body ended (one with no blank line after)."""
+        events: list[Any] = []
+        if self._partial:
+            self._line(self._partial.rstrip(b"\r\n"), events)
+            self._partial = b""
+        self._line(b"", events)
+        return events
+
+    def _line(self, line: bytes, events: list[Any]) -> None:
+        if line.startswith(b"data:"):
+            self._data.append(line[6:] if line[5:6] == b" " else line[5:])
+        elif not line and self._data:
+            payload = b"\n".join(self._data)
+            self._data = []
+            if payload.strip() == b"[DONE]":
+                self.ended = True
+                return
+            try:
+                events.append(json.loads(payload))
+            except ValueError as exc:
+                raise ServerError(f"{self.what} sent an event that is not JSON: {exc}") from None
 
 
 def field(obj: object, name: str, default: Any = None) -> Any:

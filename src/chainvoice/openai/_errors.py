@@ -251,8 +251,9 @@ def translate(exc: BaseException, ctx: ErrorContext, *, delivered: bool = False)
 
 def _timed_out(exc: BaseException) -> bool:
     """Whether ``exc`` is a timeout: the openai client's, its HTTP layer's, or the built-in."""
-    import httpx2
     import openai
+
+    from chainvoice.openai._httpx import httpx as httpx2
 
     # asyncio.TimeoutError is the built-in TimeoutError from Python 3.11; on 3.10 it is not.
     timeouts = (openai.APITimeoutError, httpx2.TimeoutException, TimeoutError, asyncio.TimeoutError)
@@ -260,7 +261,7 @@ def _timed_out(exc: BaseException) -> bool:
 
 
 def _transport_error(exc: BaseException, where: str, ctx: ErrorContext) -> APIError:
-    import httpx2
+    from chainvoice.openai._httpx import httpx as httpx2
 
     if isinstance(exc, httpx2.TimeoutException):
         return APITimeoutError(f"the {where} stalled and timed out; raise timeout= or retry")

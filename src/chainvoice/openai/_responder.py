@@ -7,7 +7,7 @@ stored on the server unless ``store=True``.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
 from chainvoice._errors import (
@@ -20,6 +20,7 @@ from chainvoice._types import Conversation, Usage
 from chainvoice.openai._client import ClientSettings, redact
 from chainvoice.openai._common import (
     OpenAIStage,
+    SseDecoder,
     StageSetup,
     TokenCounts,
     astream_with_retries,
@@ -147,10 +148,13 @@ class _ResponderCore:
         return kwargs
 
     def create(self, client: Any) -> Any:
-        """The client method that sends the request."""
-        return (
-            client.responses.create if self.api == "responses" else client.chat.completions.create
-        )
+        """The client method that sends the request and gives the raw streamed response.
+
+        The events are decoded here (:class:`SseDecoder`), not by the SDK: its typed event
+        objects cost more CPU than the rest of a reply's handling.
+        """
+        api = client.responses if self.api == "responses" else client.chat.completions
+        return api.with_streaming_response.create
 
     def reader(self) -> _ResponsesReader | _ChatReader:
         """A reader for one streamed response."""
@@ -238,6 +242,9 @@ class _ChatReader:
 
     def feed(self, chunk: object) -> list[str | Usage]:
         """Text deltas, and the usage when the chunk carries it."""
+        error = field(chunk, "error")
+        if error:
+            raise _failure(self.core, error, "the server reported an error in the stream")
         out: list[str | Usage] = []
         choices = field(chunk, "choices") or []
         for choice in choices[:1]:
@@ -384,9 +391,12 @@ class OpenAIResponder(_ResponderBase):
         core, setup = self._core, self._setup
         kwargs = core.request(conversation)
 
-        def consume(stream: Iterable[object]) -> Iterator[str | Usage]:
-            reader = core.reader()
-            for event in stream:
+        def consume(response: Any) -> Iterator[str | Usage]:
+            reader, events = core.reader(), SseDecoder("the reply stream")
+            for data in response.iter_bytes():
+                for event in events.feed(data):
+                    yield from reader.feed(event)
+            for event in events.finish():
                 yield from reader.feed(event)
             yield from reader.finish()
 
@@ -409,11 +419,15 @@ class AsyncOpenAIResponder(_ResponderBase):
         kwargs = core.request(conversation)
 
         async def open_stream() -> Any:
-            return await core.create(setup.client)(**kwargs)
+            return core.create(setup.client)(**kwargs)
 
-        async def consume(stream: AsyncIterable[object]) -> AsyncIterator[str | Usage]:
-            reader = core.reader()
-            async for event in stream:
+        async def consume(response: Any) -> AsyncIterator[str | Usage]:
+            reader, events = core.reader(), SseDecoder("the reply stream")
+            async for data in response.iter_bytes():
+                for event in events.feed(data):
+                    for item in reader.feed(event):
+                        yield item
+            for event in events.finish():
                 for item in reader.feed(event):
                     yield item
             for item in reader.finish():

@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
-import json
 import re
 import struct
 from collections.abc import AsyncIterator, Iterator, Mapping
@@ -31,6 +30,7 @@ from chainvoice._types import Usage
 from chainvoice.openai._client import ClientSettings
 from chainvoice.openai._common import (
     OpenAIStage,
+    SseDecoder,
     StageSetup,
     TokenCounts,
     astream_with_retries,
@@ -309,27 +309,17 @@ class _SseReader:
 
     def __init__(self, audio: _AudioReader) -> None:
         self.audio = audio
-        self.data: list[str] = []
+        self.events = SseDecoder("the speech stream")
         self.done = False
         self.tokens: TokenCounts | None = None
 
-    def feed_line(self, line: str) -> list[Audio]:
-        if line.startswith("data:"):
-            self.data.append(line[5:].removeprefix(" "))
-            return []
-        if line.strip() or not self.data:
-            return []  # "event:", "id:", comments, or a blank line with nothing pending
-        payload = "\n".join(self.data)
-        self.data = []
-        return self._event(payload)
+    def feed(self, data: bytes) -> list[Audio]:
+        out: list[Audio] = []
+        for event in self.events.feed(data):
+            out += self._event(event)
+        return out
 
-    def _event(self, payload: str) -> list[Audio]:
-        if payload.strip() == "[DONE]":
-            return []
-        try:
-            event = json.loads(payload)
-        except json.JSONDecodeError as exc:
-            raise ServerError(f"the speech stream sent an event that is not JSON: {exc}") from None
+    def _event(self, event: Any) -> list[Audio]:
         kind = field(event, "type")
         if kind == "speech.audio.delta":
             try:
@@ -346,7 +336,7 @@ class _SseReader:
                     output_audio=int_or_zero(field(usage, "output_tokens")),
                 )
             return []
-        if kind == "error" or "error" in event:
+        if kind == "error" or (isinstance(event, dict) and "error" in event):
             error = field(event, "error", event)
             raise ServerError(
                 f"the speech stream reported an error: {field(error, 'message', error)}"
@@ -354,7 +344,9 @@ class _SseReader:
         return []
 
     def finish(self) -> list[Audio]:
-        out = self.feed_line("") if self.data else []
+        out: list[Audio] = []
+        for event in self.events.finish():
+            out += self._event(event)
         if not self.done:
             raise StreamInterruptedError("the speech stream ended before speech.audio.done")
         return out + self.audio.finish()
@@ -499,17 +491,10 @@ class _Reading:
         self.core = core
         self.piece = piece
         self.reader = core.reader(content_type)
-        self.partial_line = b""
 
     def feed(self, data: bytes) -> list[Audio]:
-        """Audio decoded from ``data`` (SSE bodies are split into lines first)."""
-        if isinstance(self.reader, _AudioReader):
-            return self.reader.feed(data)
-        *lines, self.partial_line = re.split(rb"\r\n|\r|\n", self.partial_line + data)
-        out: list[Audio] = []
-        for line in lines:
-            out += self.reader.feed_line(line.decode("utf-8", "replace"))
-        return out
+        """Audio decoded from ``data``."""
+        return self.reader.feed(data)
 
     def finish(self) -> list[Audio | Usage]:
         """The last audio, then this request's usage.
@@ -518,9 +503,6 @@ class _Reading:
             StreamInterruptedError: An SSE stream ended before ``speech.audio.done``.
         """
         out: list[Audio | Usage] = []
-        if isinstance(self.reader, _SseReader) and self.partial_line:
-            out += self.reader.feed_line(self.partial_line.decode("utf-8", "replace"))
-            self.partial_line = b""
         out += self.reader.finish()
         out.append(self.core.usage(self.piece, self.reader))
         return out

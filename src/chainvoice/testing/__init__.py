@@ -8,7 +8,8 @@
   :func:`check_synthesizer`) run your own stage, sync or async, and raise a
   :class:`ConformanceError` listing every way it breaks its protocol's contract.
 - :class:`FakeOpenAI` answers the ``openai`` client in OpenAI's wire formats, without
-  a network.
+  a network; ``FakeOpenAI.serve()`` puts it behind a real loopback HTTP server
+  (:class:`FakeOpenAIServer`).
 - :mod:`chainvoice.testing.strategies` holds hypothesis strategies for audio (it needs
   ``hypothesis``; ``chainvoice.testing`` itself does not).
 
@@ -62,6 +63,7 @@ if TYPE_CHECKING:
         RequestViolation,
         ResponseProgress,
     )
+    from chainvoice.testing._fake_server import FakeOpenAIHandler, FakeOpenAIServer
 
 __all__ = [
     "AsyncScriptedResponder",
@@ -71,6 +73,8 @@ __all__ = [
     "ConformanceError",
     "ConformanceReport",
     "FakeOpenAI",
+    "FakeOpenAIHandler",
+    "FakeOpenAIServer",
     "LatencyProfile",
     "Pause",
     "RecordedFile",
@@ -108,6 +112,8 @@ _FAKE_OPENAI_NAMES = frozenset(
     {"FakeOpenAI", "RecordedFile", "RecordedRequest", "RequestViolation", "ResponseProgress"}
 )
 
+_FAKE_SERVER_NAMES = frozenset({"FakeOpenAIHandler", "FakeOpenAIServer"})
+
 
 def __getattr__(name: str) -> Any:
     # Imported on first use: ``strategies`` needs hypothesis, ``FakeOpenAI`` needs openai.
@@ -115,8 +121,9 @@ def __getattr__(name: str) -> Any:
         module = importlib.import_module("chainvoice.testing.strategies")
         globals()[name] = module
         return module
-    if name in _FAKE_OPENAI_NAMES:
-        cls = getattr(importlib.import_module("chainvoice.testing._fake_openai"), name)
+    if name in _FAKE_OPENAI_NAMES or name in _FAKE_SERVER_NAMES:
+        where = "_fake_server" if name in _FAKE_SERVER_NAMES else "_fake_openai"
+        cls = getattr(importlib.import_module(f"chainvoice.testing.{where}"), name)
         if cls.__module__.startswith("chainvoice.testing._"):
             cls.__module__ = "chainvoice.testing"
         globals()[name] = cls

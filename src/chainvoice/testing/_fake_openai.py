@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import importlib
 import itertools
 import json
 import math
@@ -41,7 +40,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
-from types import MappingProxyType, ModuleType
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 import anyio
@@ -49,6 +48,7 @@ import anyio.to_thread
 import attrs
 
 from chainvoice import AudioError, ConfigurationError
+from chainvoice.openai._httpx import httpx_module
 from chainvoice.testing._fake_audio import (
     SPEECH_CONTENT_TYPES,
     SPEECH_RATE,
@@ -79,20 +79,14 @@ if TYPE_CHECKING:
     import httpx2 as httpx
     import openai
 
+    from chainvoice.testing._fake_server import FakeOpenAIServer
 
-def _httpx_module() -> ModuleType:
-    """The httpx package the installed ``openai`` is built on (``httpx2`` or ``httpx``)."""
-    import openai
 
-    for klass in openai.DefaultHttpxClient.__mro__:
-        name = klass.__module__.partition(".")[0]
-        if name in ("httpx", "httpx2"):
-            return importlib.import_module(name)
-    return importlib.import_module("httpx2")  # pragma: no cover - every openai has one
+_httpx_module = httpx_module  # the name the tests know
 
 
 if not TYPE_CHECKING:
-    httpx = _httpx_module()
+    httpx = httpx_module()
 
 __all__ = [
     "Endpoint",
@@ -633,6 +627,23 @@ class FakeOpenAI(httpx.BaseTransport, httpx.AsyncBaseTransport):
             http_client=self.async_http_client(),
             **kwargs,
         )
+
+    def serve(self, *, host: str = "127.0.0.1", port: int = 0) -> FakeOpenAIServer:
+        """Serve this fake over real HTTP on the loopback interface, in a thread.
+
+        Use it as a context manager; its ``base_url`` (also set on the fake) is where to
+        point a client::
+
+            with fake.serve() as server:
+                chain = chainvoice.AsyncChain.openai(base_url=server.base_url)
+
+        Args:
+            host: The address to listen on.
+            port: The port; 0 picks a free one.
+        """
+        from chainvoice.testing._fake_server import FakeOpenAIServer
+
+        return FakeOpenAIServer(self, host=host, port=port)
 
     # ---------------------------------------------------------------------- scripting
 
