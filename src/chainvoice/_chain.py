@@ -352,6 +352,8 @@ class _ReplyState:
     synth_failed: BaseException | None = None
     #: How much of the reply text the splitter has cut into pieces so far.
     cut_to: int = 0
+    #: The piece whose audio is being played out now (its chunks may skip its queue).
+    playing: _Piece | None = None
 
 
 @attrs.frozen
@@ -601,7 +603,11 @@ class _Core:
                         if isinstance(item, Usage):
                             rec.usage_items.append(_check_usage(item, "synthesize"))
                         elif isinstance(item, Audio):
-                            if item.frames:
+                            if not item.frames:
+                                continue
+                            if state.playing is piece and piece.chunks.empty():
+                                play(piece, item)  # its turn and nothing queued: at once
+                            else:
                                 piece.chunks.put_nowait(item)
                         else:
                             raise ProtocolError(
@@ -651,6 +657,16 @@ class _Core:
                 state.text_done = True
                 state.changed.set()
 
+        def play(piece: _Piece, item: Audio) -> None:
+            """Hand one chunk of the piece whose turn it is to the listener."""
+            if rec.first_audio is None:
+                rec.first_audio = rec.now()
+                if rec.synthesize is not None:
+                    rec.synthesize = attrs.evolve(rec.synthesize, first_output=rec.first_audio)
+            rec.audio_chunks.append(item)
+            rec.spoken_end = piece.end
+            events.put_nowait(AudioChunk(item, piece.text, piece.index))
+
         async def run_emitter() -> None:
             index = 0
             while True:
@@ -659,17 +675,10 @@ class _Core:
                         return
                     state.changed.clear()
                     await state.changed.wait()
-                piece = state.pieces[index]
+                piece = state.playing = state.pieces[index]
                 while (item := await piece.chunks.get()) is not _END:
-                    if rec.first_audio is None:
-                        rec.first_audio = rec.now()
-                        if rec.synthesize is not None:
-                            rec.synthesize = attrs.evolve(
-                                rec.synthesize, first_output=rec.first_audio
-                            )
-                    rec.audio_chunks.append(item)
-                    rec.spoken_end = piece.end
-                    events.put_nowait(AudioChunk(item, piece.text, piece.index))
+                    play(piece, item)
+                state.playing = None
                 assert piece.task is not None
                 await piece.task  # raises the piece's failure, if any
                 if rec.synthesize is not None:

@@ -37,6 +37,7 @@ from chainvoice.openai._models import (
     check_params,
     fastest_effort,
 )
+from chainvoice.openai._transport import body_chunks
 
 if TYPE_CHECKING:
     from openai import AsyncOpenAI, OpenAI
@@ -423,7 +424,7 @@ class AsyncOpenAIResponder(_ResponderBase):
 
         async def consume(response: Any) -> AsyncIterator[str | Usage]:
             reader, events = core.reader(), SseDecoder("the reply stream")
-            async for data in response.iter_bytes():
+            async for data in body_chunks(response):
                 for event in events.feed(data):
                     for item in reader.feed(event):
                         yield item

@@ -48,6 +48,7 @@ from chainvoice.openai._models import (
     check_params,
     lookup,
 )
+from chainvoice.openai._transport import body_chunks
 
 if TYPE_CHECKING:
     from openai import AsyncOpenAI, OpenAI
@@ -515,7 +516,7 @@ class _Reading:
 
     async def aconsume(self, response: Any) -> AsyncIterator[Audio | Usage]:
         """Read an async ``with_streaming_response`` response."""
-        async for data in response.iter_bytes(self.core.chunk_size):
+        async for data in body_chunks(response, self.core.chunk_size):
             for chunk in self.feed(data):
                 yield chunk
         for item in self.finish():

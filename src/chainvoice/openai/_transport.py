@@ -34,7 +34,7 @@ from typing import Any
 
 from chainvoice.openai._httpx import httpx
 
-__all__ = ["LeanTransport", "lean_transport_applies"]
+__all__ = ["LeanBody", "LeanTransport", "body_chunks", "lean_transport_applies"]
 
 #: Longest status line plus headers accepted (the real API sends about 1 KB).
 _MAX_HEAD = 64 * 1024
@@ -45,7 +45,9 @@ _KEEPALIVE_EXPIRY = 30.0
 #: Bytes handed to the reader per wake-up, at most (it gets what is there, up to this).
 _READ_LIMIT = 1 << 20
 _ENV_SWITCH = "CHAINVOICE_HTTP"
-_HEX_DIGITS = frozenset(b"0123456789abcdefABCDEF")
+#: The response extension that holds this transport's body stream (httpx wraps the stream).
+_BODY_EXTENSION = "chainvoice.lean_body"
+_HEX_DIGITS = b"0123456789abcdefABCDEF"
 
 
 def lean_transport_applies(base_url: str | None = None) -> bool:
@@ -78,6 +80,8 @@ class _Connection(asyncio.Protocol):
         self._buffer = bytearray()
         self._write_paused = False
         self._drained: asyncio.Future[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._deadline = 0.0
         self._reset()
 
     def _reset(self) -> None:
@@ -184,7 +188,7 @@ class _Connection(asyncio.Protocol):
                     break
                 line = data[pos:eol].split(b";", 1)[0].strip()
                 pos = eol + 2
-                if not line or not set(line) <= _HEX_DIGITS:
+                if not line or line.translate(None, _HEX_DIGITS):
                     self._protocol_error(f"bad chunk size {line[:20]!r}")
                 self._remaining = int(line, 16)
                 self._mode = "chunk-data" if self._remaining else "trailer"
@@ -317,25 +321,41 @@ class _Connection(asyncio.Protocol):
                 self._drained = None
 
     async def wait(self, read_timeout: float | None) -> None:
-        """Until there is body data, the end, or an error."""
+        """Until there is body data, the end, or an error (at most ``read_timeout`` s)."""
         waiter = self.waiter = self.loop.create_future()
-        timer = None
         if read_timeout is not None:
-            timer = self.loop.call_later(read_timeout, _expire, waiter)
+            # One timer per connection, moved lazily: not one per read.
+            self._deadline = self.loop.time() + read_timeout
+            if self._timer is None:
+                self._timer = self.loop.call_at(self._deadline, self._check_deadline)
         try:
             await waiter
         finally:
             self.waiter = None
-            if timer is not None:
-                timer.cancel()
+
+    def _check_deadline(self) -> None:
+        self._timer = None
+        waiter = self.waiter
+        if waiter is None or waiter.done():
+            return  # not waiting: the next wait arms a timer again
+        if self.loop.time() >= self._deadline - 0.001:
+            waiter.set_exception(httpx.ReadTimeout("timed out waiting for the server"))
+        else:
+            self._timer = self.loop.call_at(self._deadline, self._check_deadline)
+
+    def stop_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     def abort(self) -> None:
+        self.stop_timer()
         self.closed = True
         if self.transport is not None:
             self.transport.abort()
 
 
-class _Body(httpx.AsyncByteStream):
+class LeanBody(httpx.AsyncByteStream):
     """A response body as it arrives; the connection goes back to the pool at its end."""
 
     def __init__(self, owner: LeanTransport, conn: _Connection, read_timeout: float | None):
@@ -445,13 +465,15 @@ class LeanTransport(httpx.AsyncBaseTransport):
             except BaseException:
                 conn.abort()
                 raise
+            stream = LeanBody(self, conn, timeouts.get("read"))
             return httpx.Response(
                 status,
                 headers=headers,
-                stream=_Body(self, conn, timeouts.get("read")),
+                stream=stream,
                 extensions={
                     "http_version": b"HTTP/1.0" if http10 else b"HTTP/1.1",
                     "reason_phrase": reason,
+                    _BODY_EXTENSION: stream,
                 },
             )
         raise AssertionError("unreachable")  # pragma: no cover
@@ -496,6 +518,7 @@ class LeanTransport(httpx.AsyncBaseTransport):
         if not reusable:
             conn.abort()
             return
+        conn.stop_timer()
         conn._reset()
         conn.idle_since = time.monotonic()
         with self._lock:
@@ -510,11 +533,6 @@ class LeanTransport(httpx.AsyncBaseTransport):
             self._idle.clear()
         for conn in conns:
             _discard(conn)
-
-
-def _expire(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_exception(httpx.ReadTimeout("timed out waiting for the server"))
 
 
 async def _wait_head(
@@ -542,3 +560,23 @@ def _discard(conn: _Connection) -> None:
     elif not conn.loop.is_closed():
         with contextlib.suppress(RuntimeError):  # closed meanwhile
             conn.loop.call_soon_threadsafe(transport.close)
+
+
+def body_chunks(response: Any, chunk_size: int | None = None) -> AsyncIterator[bytes]:
+    """The body of an SDK streaming response (``with_streaming_response``) as it arrives.
+
+    Straight from this transport's stream when the body needs no decoding (no
+    ``Content-Encoding``) and no re-chunking: the HTTP library's per-chunk layers are
+    then skipped. Otherwise the SDK's ``iter_bytes``.
+    """
+    http = getattr(response, "http_response", None)
+    stream = getattr(http, "extensions", {}).get(_BODY_EXTENSION)
+    if (
+        chunk_size is None
+        and isinstance(stream, LeanBody)
+        and http is not None
+        and http.headers.get("content-encoding", "identity").lower() in ("identity", "")
+    ):
+        return stream.__aiter__()
+    chunks: AsyncIterator[bytes] = response.iter_bytes(chunk_size)
+    return chunks
