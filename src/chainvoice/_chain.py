@@ -22,6 +22,7 @@ import functools
 import inspect
 import os
 import queue
+import sys
 import threading
 import time
 import weakref
@@ -1115,14 +1116,26 @@ class AsyncChain(_ChainBase):
         return self._core.events(checked, text, busy_grace=_BUSY_GRACE)
 
     async def aclose(self) -> None:
-        """Release the chain's worker threads (idempotent)."""
+        """Release the chain's worker threads and idle connections (idempotent).
+
+        The connections chainvoice's HTTP transport keeps alive on the running loop are
+        closed (a new request opens new ones).
+        """
         self._finalizer()
+        _close_idle_connections()
 
     async def __aenter__(self) -> AsyncChain:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
+
+
+def _close_idle_connections() -> None:
+    """Close the running loop's kept-alive connections of chainvoice's HTTP transport."""
+    transport = sys.modules.get("chainvoice.openai._transport")
+    if transport is not None:  # never imported: no connections
+        transport.close_idle_connections()
 
 
 def _async_openai_stages(options: dict[str, Any]) -> bool:
@@ -1180,6 +1193,7 @@ class _LoopThread:
         if tasks:
             await asyncio.wait(tasks, timeout=_CLOSE_TIMEOUT)
         await self.loop.shutdown_asyncgens()
+        _close_idle_connections()
 
     def submit(self, coro: Any) -> concurrent.futures.Future[Any]:
         return asyncio.run_coroutine_threadsafe(coro, self.loop)

@@ -157,7 +157,8 @@ class StageError(ChainvoiceError, RuntimeError):
             if partial.reply.audio is not None:
                 bits.append("the reply audio so far")
             if bits:
-                kept = "; " + " and ".join(bits) + " are kept on .partial"
+                verb = "is" if len(bits) == 1 else "are"
+                kept = f"; {' and '.join(bits)} {verb} kept on .partial"
         super().__init__(f"the {stage} stage failed: {type(error).__name__}: {error}{kept}")
 
     def __reduce__(self) -> tuple[Any, ...]:

@@ -29,12 +29,19 @@ import ssl
 import threading
 import time
 import urllib.request
+import weakref
 from collections.abc import AsyncIterator
 from typing import Any
 
 from chainvoice.openai._httpx import httpx
 
-__all__ = ["LeanBody", "LeanTransport", "body_chunks", "lean_transport_applies"]
+__all__ = [
+    "LeanBody",
+    "LeanTransport",
+    "body_chunks",
+    "close_idle_connections",
+    "lean_transport_applies",
+]
 
 #: Longest status line plus headers accepted (the real API sends about 1 KB).
 _MAX_HEAD = 64 * 1024
@@ -205,9 +212,9 @@ class _Connection(asyncio.Protocol):
                 pos = end
             else:  # head
                 eoh = data.find(b"\r\n\r\n", pos)
+                if (eoh if eoh >= 0 else end) - pos > _MAX_HEAD:
+                    self._protocol_error("response headers too large")
                 if eoh < 0:
-                    if end - pos > _MAX_HEAD:
-                        self._protocol_error("response headers too large")
                     break
                 head = data[pos:eoh]
                 pos = eoh + 4
@@ -350,9 +357,12 @@ class _Connection(asyncio.Protocol):
 
     def abort(self) -> None:
         self.stop_timer()
+        if self.transport is not None and not self.closed:
+            # asyncio may have finished closing on its own (an EOF while sending), and
+            # then abort() fails inside asyncio: the connection is gone either way.
+            with contextlib.suppress(AttributeError, RuntimeError):
+                self.transport.abort()
         self.closed = True
-        if self.transport is not None:
-            self.transport.abort()
 
 
 class LeanBody(httpx.AsyncByteStream):
@@ -390,6 +400,8 @@ class LeanBody(httpx.AsyncByteStream):
             self._owner._release(self._conn)
 
     async def aclose(self) -> None:
+        if self._released:  # read to its end: the connection may serve another request now
+            return
         conn = self._conn
         if not (conn.done and conn.error is None and not conn.chunks):
             conn.keep_alive = False  # a body not read to its end: the connection is spent
@@ -419,6 +431,17 @@ class LeanTransport(httpx.AsyncBaseTransport):
         self._ssl = ssl_context
         self._idle: dict[tuple[str, str, int], list[_Connection]] = {}
         self._lock = threading.Lock()
+        _TRANSPORTS.add(self)
+
+    def close_idle(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Close the idle connections that belong to ``loop`` (call it on that loop)."""
+        with self._lock:
+            mine = {key: [c for c in idle if c.loop is loop] for key, idle in self._idle.items()}
+            for idle in self._idle.values():
+                idle[:] = [c for c in idle if c.loop is not loop]
+        for conns in mine.values():
+            for conn in conns:
+                _discard(conn)
 
     def _ssl_context(self) -> ssl.SSLContext:
         if self._ssl is None:
@@ -543,6 +566,19 @@ async def _wait_head(
         return await asyncio.wait_for(asyncio.shield(conn.head), read_timeout)
     except asyncio.TimeoutError:
         raise httpx.ReadTimeout("timed out waiting for the server's response") from None
+
+
+_TRANSPORTS: weakref.WeakSet[LeanTransport] = weakref.WeakSet()
+
+
+def close_idle_connections() -> None:
+    """Close every idle connection of the running event loop, of every lean transport.
+
+    For whoever is about to close the loop: its connections could not be closed later.
+    """
+    loop = asyncio.get_running_loop()
+    for transport in list(_TRANSPORTS):
+        transport.close_idle(loop)
 
 
 def _discard(conn: _Connection) -> None:
