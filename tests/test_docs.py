@@ -553,7 +553,9 @@ def _start_fake_openai(namespace: dict[str, Any]) -> str | None:
             # Also the clients chainvoice makes on its own transport (which is tested
             # over real sockets in test_transport.py): the page has no network.
             given = kwargs.get("http_client")
-            if given is None or isinstance(getattr(given, "_transport", None), LeanTransport):
+            ours = isinstance(getattr(given, "_transport", None), LeanTransport)
+            served = "://127.0.0.1:" in str(kwargs.get("base_url"))  # FakeOpenAI.serve()
+            if (given is None or ours) and not served:
                 kwargs["http_client"] = make_http_client()
             original(self, *args, **kwargs)
 
