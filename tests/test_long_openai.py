@@ -17,7 +17,6 @@ import openai
 import pytest
 
 import chainvoice as cv
-import chainvoice.testing._fake_openai as fake_module
 from chainvoice._errors import PartialTranscriptionError
 from chainvoice._long import LongTranscriber, plan_pieces
 from chainvoice.openai import (
@@ -26,13 +25,14 @@ from chainvoice.openai import (
     OpenAITranscriber,
     _models,
 )
+from chainvoice.openai._httpx import httpx_module
 from chainvoice.testing import FakeOpenAI
 from test_long import speechlike
 
 OFFICIAL = "https://api.openai.com/v1"
 TEXT = "Hello, this is one piece of a long meeting."
 MakeFake = Callable[..., FakeOpenAI]
-httpx: Any = fake_module._httpx_module()  # the httpx the installed openai is built on
+httpx: Any = httpx_module()  # the httpx the installed openai is built on
 
 
 @pytest.fixture(autouse=True)

@@ -50,7 +50,7 @@ def _missing_key() -> AuthenticationError:
 _C = TypeVar("_C")
 
 
-def _build(factory: type[_C], settings: ClientSettings) -> _C:
+def _build(factory: type[_C], settings: ClientSettings, *, asynchronous: bool) -> _C:
     import os
 
     from openai import OpenAIError
@@ -60,7 +60,7 @@ def _build(factory: type[_C], settings: ClientSettings) -> _C:
     no_key = "api_key" not in kwargs and not os.environ.get("OPENAI_API_KEY")
     if no_key and base_url and not _is_openai_url(str(base_url)):
         kwargs["api_key"] = _PLACEHOLDER_KEY
-    if getattr(factory, "__name__", "") == "AsyncOpenAI":
+    if asynchronous:
         kwargs["http_client"] = _lean_http_client(str(base_url) if base_url else None)
     try:
         return factory(**kwargs)
@@ -121,7 +121,7 @@ def make_client(
     from openai import AsyncOpenAI, OpenAI
 
     if client is None:
-        return _build(AsyncOpenAI if asynchronous else OpenAI, settings)
+        return _build(AsyncOpenAI if asynchronous else OpenAI, settings, asynchronous=asynchronous)
     _check_kind(client, asynchronous, stage)
     return _adjust(client, settings, stage)
 

@@ -48,7 +48,6 @@ import anyio.to_thread
 import attrs
 
 from chainvoice import AudioError, ConfigurationError
-from chainvoice.openai._httpx import httpx_module
 from chainvoice.testing._fake_audio import (
     SPEECH_CONTENT_TYPES,
     SPEECH_RATE,
@@ -82,11 +81,8 @@ if TYPE_CHECKING:
     from chainvoice.testing._fake_server import FakeOpenAIServer
 
 
-_httpx_module = httpx_module  # the name the tests know
-
-
 if not TYPE_CHECKING:
-    httpx = httpx_module()
+    from chainvoice.openai._httpx import httpx
 
 __all__ = [
     "Endpoint",
