@@ -411,6 +411,16 @@ def test_chat_reader_without_usage(client: openai.OpenAI) -> None:
     assert usage.cost_usd is None and usage.unpriced == ("llama3",) and usage.requests == 1
 
 
+def test_chat_reader_error_chunk(client: openai.OpenAI) -> None:
+    r = OpenAIResponder("llama3", api="chat", client=client)
+    reader = r._core.reader()
+    assert reader.feed({"choices": [{"delta": {"content": "Hi"}}]}) == ["Hi"]
+    with pytest.raises(cv.ServerError, match="overloaded"):
+        reader.feed({"error": {"message": "the model is overloaded", "code": "server_error"}})
+    with pytest.raises(cv.BadRequestError, match="too long"):
+        r._core.reader().feed({"error": {"message": "too long", "code": "context_length_exceeded"}})
+
+
 def test_unpriced_says_why_the_cost_is_unknown() -> None:
     from chainvoice.openai._common import TokenCounts, make_usage
 

@@ -373,6 +373,29 @@ def test_respond_streams_text_and_usage(fake: FakeOpenAI, asynchronous: bool, ap
         assert sent.params["max_completion_tokens"] == 200
 
 
+@pytest.mark.parametrize("api", ["responses", "chat"])
+def test_respond_error_event_mid_stream(fake: FakeOpenAI, asynchronous: bool, api: str) -> None:
+    """An error event after text was delivered: the text stays delivered, the error is
+    the server's own message, and the request is not sent again."""
+    fake.add_replies("Sure. When would you like to come in?")
+    fake.fail(api, 500, after_events=6, message="The server had an error")
+    r = make("r", asynchronous, fake, api=api)
+    got: list[Any] = []
+
+    async def drain_async() -> None:
+        async for item in r.respond(CONVERSATION):
+            got.append(item)
+
+    with pytest.raises(cv.ServerError, match="The server had an error"):
+        if asynchronous:
+            asyncio.run(drain_async())
+        else:
+            for item in r.respond(CONVERSATION):
+                got.append(item)
+    assert texts(got) and not usages(got)
+    assert len(fake.requests_to(api)) == 1
+
+
 def test_respond_every_option(fake: FakeOpenAI, asynchronous: bool) -> None:
     r = make(
         "r",
