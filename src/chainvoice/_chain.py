@@ -50,6 +50,7 @@ from chainvoice._events import (
     TranscriptDone,
     TurnDone,
 )
+from chainvoice._pace import AHEAD, CHARACTERS_PER_SECOND
 from chainvoice._splitter import SentenceSplitter
 from chainvoice._types import (
     Conversation,
@@ -343,6 +344,8 @@ class _Piece:
     end: int
     chunks: asyncio.Queue[Any] = attrs.Factory(asyncio.Queue)
     task: asyncio.Task[None] | None = None
+    #: Seconds of audio received for the piece so far.
+    seconds: float = 0.0
 
 
 @attrs.define
@@ -595,7 +598,26 @@ class _Core:
         speaking = self.synthesizer is not None
         limit = asyncio.Semaphore(self.max_concurrent_synthesis)
 
+        def ahead_of(piece: _Piece | None) -> float:
+            """Speech the listener has in hand beyond now (see chainvoice._pace).
+
+            For a piece being synthesized: the audio received for it and the pieces before
+            it. For the reply text (``None``): the audio received for every piece, and the
+            pieces still without audio at an assumed speaking rate.
+            """
+            played = 0.0 if rec.first_audio is None else rec.now() - rec.first_audio
+            heard = 0.0
+            for p in state.pieces:
+                if p.seconds:
+                    heard += p.seconds
+                elif piece is None:
+                    heard += len(p.text) / CHARACTERS_PER_SECOND
+                if p is piece:
+                    break
+            return heard - played
+
         async def run_piece(piece: _Piece) -> None:
+            AHEAD.set(functools.partial(ahead_of, piece))  # this task's own context
             try:
                 async with limit:
                     if rec.synthesize is None:
@@ -606,6 +628,7 @@ class _Core:
                         elif isinstance(item, Audio):
                             if not item.frames:
                                 continue
+                            piece.seconds += item.duration
                             if state.playing is piece and piece.chunks.empty():
                                 play(piece, item)  # its turn and nothing queued: at once
                             else:
@@ -629,6 +652,8 @@ class _Core:
             state.changed.set()
 
         async def run_responder() -> None:
+            if speaking:
+                AHEAD.set(functools.partial(ahead_of, None))  # this task's own context
             splitter = self.new_splitter() if speaking else None
             rec.respond = _started(rec)
             try:
@@ -982,19 +1007,33 @@ class Chain(_ChainBase):
 
     def _events(self, audio: Audio | None, text: str | None) -> Iterator[Event]:
         runner = self._runner()
-        out: queue.SimpleQueue[tuple[int, Any]] = queue.SimpleQueue()
+        out: queue.SimpleQueue[tuple[int, Any]] = queue.SimpleQueue()  # (kind, value)
         done = threading.Event()
         core = self._core
 
         async def pump() -> None:
+            # The events of one step of the loop cross to this thread together: one
+            # wake-up of the listener's thread for a burst (e.g. text read in one go).
+            loop = asyncio.get_running_loop()
+            batch: list[Event] = []
+
+            def flush() -> None:
+                if batch:
+                    out.put((0, batch.copy()))
+                    batch.clear()
+
             try:
                 async for event in core.events(audio, text):
-                    out.put((0, event))
+                    if not batch:
+                        loop.call_soon(flush)
+                    batch.append(event)
             except BaseException as exc:
+                flush()
                 out.put((2, exc))
                 if not isinstance(exc, Exception):
                     raise
             else:
+                flush()
                 out.put((1, None))
             finally:
                 done.set()
@@ -1010,7 +1049,7 @@ class Chain(_ChainBase):
                     # The loop ended without running this turn to the end (closed).
                     kind, value = 2, asyncio.CancelledError()
                 if kind == 0:
-                    yield value
+                    yield from value
                 elif kind == 1:
                     return
                 else:
@@ -1134,8 +1173,10 @@ class AsyncChain(_ChainBase):
 def _close_idle_connections() -> None:
     """Close the running loop's kept-alive connections of chainvoice's HTTP transport."""
     transport = sys.modules.get("chainvoice.openai._transport")
-    if transport is not None:  # never imported: no connections
-        transport.close_idle_connections()
+    # Not imported yet, or being imported by another thread right now: no connections.
+    close = getattr(transport, "close_idle_connections", None)
+    if close is not None:
+        close()
 
 
 def _async_openai_stages(options: dict[str, Any]) -> bool:

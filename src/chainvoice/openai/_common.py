@@ -154,6 +154,25 @@ def _unpriced(model: str, price: Price | None, tokens: TokenCounts | None) -> st
     return f"{model} (its price has no rate for {' or '.join(missing)} tokens)"
 
 
+#: Seconds a network read may wait once the listener has speech in hand (``gather``).
+DEFAULT_GATHER = 0.2
+_MAX_GATHER = 2.0
+
+
+def check_gather(gather: object) -> float:
+    """``gather`` as seconds, or a ``ConfigurationError`` that says what is accepted."""
+    if (
+        isinstance(gather, bool)
+        or not isinstance(gather, (int, float))
+        or not 0 <= gather <= _MAX_GATHER
+    ):
+        raise ConfigurationError(
+            f"gather must be a number of seconds from 0 to {_MAX_GATHER} (0 turns waiting "
+            f"off), not {gather!r}"
+        )
+    return float(gather)
+
+
 def int_or_zero(value: object) -> int:
     """An integer count from a response field that may be missing or ``None``."""
     return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0

@@ -16,14 +16,17 @@ from chainvoice._errors import (
     ServerError,
     StreamInterruptedError,
 )
+from chainvoice._pace import gather_hold
 from chainvoice._types import Conversation, Usage
 from chainvoice.openai._client import ClientSettings, redact
 from chainvoice.openai._common import (
+    DEFAULT_GATHER,
     OpenAIStage,
     SseDecoder,
     StageSetup,
     TokenCounts,
     astream_with_retries,
+    check_gather,
     field,
     int_or_zero,
     make_usage,
@@ -61,9 +64,11 @@ class _ResponderCore:
         max_output_tokens: int | None,
         reasoning_effort: str | None,
         store: bool,
+        gather: float,
         extra_body: Mapping[str, Any] | None,
     ) -> None:
         self.setup = setup
+        self.gather = check_gather(gather)
         model = setup.model
         if api not in ("responses", "chat"):
             raise ConfigurationError(f"api must be 'responses' or 'chat', not {api!r}")
@@ -304,6 +309,7 @@ class _ResponderBase(OpenAIStage):
         max_output_tokens: int | None = None,
         reasoning_effort: str | None = AUTO,
         store: bool = False,
+        gather: float = DEFAULT_GATHER,
         extra_body: Mapping[str, Any] | None = None,
         prices: Mapping[str, Price] | None = None,
         client: OpenAI | AsyncOpenAI | None = None,
@@ -331,6 +337,7 @@ class _ResponderBase(OpenAIStage):
             max_output_tokens=max_output_tokens,
             reasoning_effort=reasoning_effort,
             store=store,
+            gather=gather,
             extra_body=extra_body,
         )
         self._built()
@@ -364,6 +371,14 @@ class OpenAIResponder(_ResponderBase):
             other models), an effort such as ``"low"`` or ``"high"``, or ``None`` for the
             model's own default.
         store: Let OpenAI store the response (off by default: the conversation lives here).
+        gather: Under a chain that speaks, seconds a network read of the reply may wait
+            once the listener has speech in hand (0.5 s, or twice ``gather``: the audio
+            received, and the sentences sent to speech at about 15 characters a second),
+            so that the rest of the reply arrives in fewer, larger reads, at less CPU. The
+            sentences after it are needed only later, so the listener hears no gap; text
+            deltas then come in bursts. ``0`` passes every read on at once. Never outside
+            a chain. Used by the async responder on the HTTP transport chainvoice builds
+            itself.
         extra_body: More JSON fields to send, for parameters chainvoice does not name.
         prices: Prices by model name that win over :data:`chainvoice.openai.PRICES`.
         client: A ready ``OpenAI`` client (shared by the stages of a chain).
@@ -422,9 +437,11 @@ class AsyncOpenAIResponder(_ResponderBase):
         async def open_stream() -> Any:
             return core.create(setup.client)(**kwargs)
 
+        hold = gather_hold(core.gather) if core.gather else None
+
         async def consume(response: Any) -> AsyncIterator[str | Usage]:
             reader, events = core.reader(), SseDecoder("the reply stream")
-            async for data in body_chunks(response):
+            async for data in body_chunks(response, hold=hold):
                 for event in events.feed(data):
                     for item in reader.feed(event):
                         yield item

@@ -15,6 +15,7 @@ import binascii
 import functools
 import re
 import struct
+import time
 from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -26,14 +27,17 @@ from chainvoice._errors import (
     ServerError,
     StreamInterruptedError,
 )
+from chainvoice._pace import ahead, gather_lead
 from chainvoice._types import Usage
 from chainvoice.openai._client import ClientSettings
 from chainvoice.openai._common import (
+    DEFAULT_GATHER,
     OpenAIStage,
     SseDecoder,
     StageSetup,
     TokenCounts,
     astream_with_retries,
+    check_gather,
     field,
     int_or_zero,
     make_usage,
@@ -72,6 +76,8 @@ AudioFormat = Literal["pcm", "wav", "mp3", "opus", "aac", "flac"]
 StreamFormat = Literal["audio", "sse"]
 Voice = str | Mapping[str, str]
 
+#: Streams faster than this many times real time are never held.
+_GATHER_MAX_RATE = 8.0
 _FORMATS = ("pcm", "wav", "mp3", "opus", "aac", "flac")
 _INSTRUCTIONS_LIMIT = 4096
 _SENTENCE_END = re.compile(r"[.!?…。！？]+[\"')\]」』”’]*(?=\s|$)|[。！？]")  # noqa: RUF001
@@ -371,6 +377,7 @@ class _SynthesizerCore:
         stream_format: StreamFormat,
         pcm_rate: int,
         chunk_size: int | None,
+        gather: float,
         extra_body: Mapping[str, Any] | None,
     ) -> None:
         self.setup = setup
@@ -432,6 +439,7 @@ class _SynthesizerCore:
                 f"chunk_size must be an integer of at least 2, not {chunk_size!r}"
             )
         self.chunk_size = chunk_size
+        self.gather = check_gather(gather)
         self.limit = (info.max_input_chars if info is not None else None) or SPEECH_INPUT_LIMIT
         self.extra_body = dict(extra_body) if extra_body else None
 
@@ -485,6 +493,42 @@ class _SynthesizerCore:
         )
 
 
+class _Pacer:
+    """How long a read may wait, from how far the audio read is ahead of real time.
+
+    A listener who plays from the first chunk has ``ahead`` seconds of audio in hand (under
+    a chain, counting the earlier pieces of the reply too); once that is at least 0.5 s (or
+    twice ``gather``: :func:`chainvoice._pace.gather_lead`), waiting ``gather`` seconds
+    before the next read cannot leave them without audio. A stream arriving faster than
+    :data:`_GATHER_MAX_RATE` times real time is never held: its reads are large anyway,
+    and waiting would only slow it down.
+    """
+
+    def __init__(self, gather: float) -> None:
+        self.gather = gather
+        self.lead = gather_lead(gather)
+        self.start = 0.0
+        self.seconds = 0.0
+
+    def add(self, chunks: list[Audio]) -> None:
+        """Count ``chunks`` as read now."""
+        for chunk in chunks:
+            if not self.seconds:
+                self.start = time.monotonic()
+            self.seconds += chunk.duration
+
+    def hold(self) -> float:
+        """Seconds the next read may wait: ``gather`` when far enough ahead, else 0."""
+        if not self.seconds:
+            return 0.0
+        elapsed = time.monotonic() - self.start
+        if self.seconds > _GATHER_MAX_RATE * max(elapsed, self.gather):
+            return 0.0
+        if max(self.seconds - elapsed, ahead()) >= self.lead:
+            return self.gather
+        return 0.0
+
+
 class _Reading:
     """One speech response being read: bytes in, audio chunks out, then the usage item."""
 
@@ -492,10 +536,14 @@ class _Reading:
         self.core = core
         self.piece = piece
         self.reader = core.reader(content_type)
+        self.pacer: _Pacer | None = None
 
     def feed(self, data: bytes) -> list[Audio]:
         """Audio decoded from ``data``."""
-        return self.reader.feed(data)
+        chunks = self.reader.feed(data)
+        if self.pacer is not None and chunks:
+            self.pacer.add(chunks)
+        return chunks
 
     def finish(self) -> list[Audio | Usage]:
         """The last audio, then this request's usage.
@@ -516,7 +564,11 @@ class _Reading:
 
     async def aconsume(self, response: Any) -> AsyncIterator[Audio | Usage]:
         """Read an async ``with_streaming_response`` response."""
-        async for data in body_chunks(response, self.core.chunk_size):
+        hold = None
+        if self.core.gather and self.core.chunk_size is None:
+            self.pacer = _Pacer(self.core.gather)
+            hold = self.pacer.hold
+        async for data in body_chunks(response, self.core.chunk_size, hold):
             for chunk in self.feed(data):
                 yield chunk
         for item in self.finish():
@@ -553,6 +605,7 @@ class _SynthesizerBase(OpenAIStage):
         stream_format: StreamFormat = "audio",
         pcm_rate: int = OPENAI_PCM_RATE,
         chunk_size: int | None = None,
+        gather: float = DEFAULT_GATHER,
         extra_body: Mapping[str, Any] | None = None,
         prices: Mapping[str, Price] | None = None,
         client: OpenAI | AsyncOpenAI | None = None,
@@ -582,6 +635,7 @@ class _SynthesizerBase(OpenAIStage):
             stream_format=stream_format,
             pcm_rate=pcm_rate,
             chunk_size=chunk_size,
+            gather=gather,
             extra_body=extra_body,
         )
         self._built()
@@ -621,6 +675,15 @@ class OpenAISynthesizer(_SynthesizerBase):
             report token usage).
         pcm_rate: Sample rate of raw PCM when the server does not say (OpenAI: 24000).
         chunk_size: Bytes per network read; ``None`` passes data on as it arrives.
+        gather: Seconds a network read may wait once the listener has audio in hand (at
+            least 0.5 s, or twice ``gather``, more audio received than time since the first
+            chunk; under a chain, the earlier sentences count too), so that speech arriving
+            faster than real time comes in fewer, larger chunks, at less CPU. A listener
+            playing from the first chunk never runs out; the last chunk comes at most
+            ``gather`` later. ``0`` passes every read on at once. Streams arriving over 8x
+            real time are never held. Used by the async synthesizer on the HTTP transport
+            chainvoice builds itself (see "The HTTP transport" in the docs), with
+            ``chunk_size=None``.
         extra_body: More JSON fields to send, for parameters chainvoice does not name.
         prices: Prices by model name that win over :data:`chainvoice.openai.PRICES`.
         client: A ready ``OpenAI`` client (shared by the stages of a chain).

@@ -30,7 +30,7 @@ import threading
 import time
 import urllib.request
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from chainvoice.openai._httpx import httpx
@@ -340,6 +340,18 @@ class _Connection(asyncio.Protocol):
         finally:
             self.waiter = None
 
+    async def hold(self, seconds: float) -> None:
+        """Leave the socket unread for ``seconds``: the kernel gathers what arrives."""
+        transport = self.transport
+        if transport is None or self.closed or transport.is_closing():
+            return
+        transport.pause_reading()
+        try:
+            await asyncio.sleep(seconds)
+        finally:
+            if not self.closed and not transport.is_closing():
+                transport.resume_reading()
+
     def _check_deadline(self) -> None:
         self._timer = None
         waiter = self.waiter
@@ -366,13 +378,19 @@ class _Connection(asyncio.Protocol):
 
 
 class LeanBody(httpx.AsyncByteStream):
-    """A response body as it arrives; the connection goes back to the pool at its end."""
+    """A response body as it arrives; the connection goes back to the pool at its end.
+
+    ``hold``, when set, is asked each time the reader has taken everything received: it
+    answers how many seconds to leave the socket unread first (0 for none), so that what
+    the server sends meanwhile arrives as one read.
+    """
 
     def __init__(self, owner: LeanTransport, conn: _Connection, read_timeout: float | None):
         self._owner = owner
         self._conn = conn
         self._read_timeout = read_timeout
         self._released = False
+        self.hold: Callable[[], float] | None = None
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         conn = self._conn
@@ -387,6 +405,10 @@ class LeanBody(httpx.AsyncByteStream):
                     raise conn.error
                 elif conn.done:
                     break
+                elif self.hold is not None and (seconds := self.hold()) > 0:
+                    await conn.hold(seconds)
+                    if not conn.chunks and not conn.done:
+                        await conn.wait(self._read_timeout)
                 else:
                     await conn.wait(self._read_timeout)
         except BaseException:
@@ -598,12 +620,21 @@ def _discard(conn: _Connection) -> None:
             conn.loop.call_soon_threadsafe(transport.close)
 
 
-def body_chunks(response: Any, chunk_size: int | None = None) -> AsyncIterator[bytes]:
+def body_chunks(
+    response: Any, chunk_size: int | None = None, hold: Callable[[], float] | None = None
+) -> AsyncIterator[bytes]:
     """The body of an SDK streaming response (``with_streaming_response``) as it arrives.
 
     Straight from this transport's stream when the body needs no decoding (no
     ``Content-Encoding``) and no re-chunking: the HTTP library's per-chunk layers are
     then skipped. Otherwise the SDK's ``iter_bytes``.
+
+    Args:
+        response: The SDK's streaming response.
+        chunk_size: Bytes per chunk; ``None`` passes data on as it arrives.
+        hold: Asked whenever everything received has been handed over: seconds to leave
+            the socket unread before the next read, so that a trickling body arrives in
+            fewer, larger reads. Only on this transport's own streams (see above).
     """
     http = getattr(response, "http_response", None)
     stream = getattr(http, "extensions", {}).get(_BODY_EXTENSION)
@@ -613,6 +644,7 @@ def body_chunks(response: Any, chunk_size: int | None = None) -> AsyncIterator[b
         and http is not None
         and http.headers.get("content-encoding", "identity").lower() in ("identity", "")
     ):
+        stream.hold = hold
         return stream.__aiter__()
     chunks: AsyncIterator[bytes] = response.iter_bytes(chunk_size)
     return chunks

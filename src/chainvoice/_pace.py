@@ -1,0 +1,60 @@
+"""What a chain tells the stages it runs about its listener (private).
+
+A chain plays a reply's pieces one after another while the reply text is still arriving
+and later pieces are still being synthesized, so a stage cannot see, on its own, how much
+speech the listener already has in hand. :data:`AHEAD` carries that figure into the task
+that runs the responder and into the task that synthesizes each piece; a stage reading the
+network may then read less often (gather) while the figure is large, at no cost to what
+the listener hears.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextvars import ContextVar
+
+__all__ = [
+    "AHEAD",
+    "CHARACTERS_PER_SECOND",
+    "GATHER_LEAD",
+    "ahead",
+    "gather_hold",
+    "gather_lead",
+]
+
+#: Inside a chain's responder task, or its synthesis of one piece: a function giving the
+#: seconds of speech its listener has in hand beyond now, as if played at real time from
+#: the turn's first audio. Unset outside a chain.
+AHEAD: ContextVar[Callable[[], float] | None] = ContextVar("chainvoice_ahead", default=None)
+
+#: Speaking rate assumed for text sent to speech whose audio has not arrived yet (a
+#: typical English voice says 14 to 16 characters a second).
+CHARACTERS_PER_SECOND = 15.0
+
+#: Speech in hand, in seconds, before a read may wait (at least; see :func:`gather_lead`).
+GATHER_LEAD = 0.5
+
+
+def ahead() -> float:
+    """The figure :data:`AHEAD` gives in this context, or 0 outside a chain."""
+    figure = AHEAD.get()
+    return 0.0 if figure is None else figure()
+
+
+def gather_lead(gather: float) -> float:
+    """Speech in hand, in seconds, from which a read may wait ``gather`` seconds."""
+    return max(GATHER_LEAD, 2 * gather)
+
+
+def gather_hold(gather: float) -> Callable[[], float]:
+    """A ``hold`` for a body read under a chain (see ``body_chunks``).
+
+    It answers ``gather`` seconds while the listener has enough speech in hand
+    (:func:`gather_lead`), else 0; always 0 outside a chain.
+    """
+    lead = gather_lead(gather)
+
+    def hold() -> float:
+        return gather if ahead() >= lead else 0.0
+
+    return hold
