@@ -32,7 +32,7 @@ AHEAD: ContextVar[Callable[[], float] | None] = ContextVar("chainvoice_ahead", d
 CHARACTERS_PER_SECOND = 15.0
 
 #: Speech in hand, in seconds, before a read may wait (at least; see :func:`gather_lead`).
-GATHER_LEAD = 0.5
+GATHER_LEAD = 0.3
 
 
 def ahead() -> float:
@@ -43,7 +43,7 @@ def ahead() -> float:
 
 def gather_lead(gather: float) -> float:
     """Speech in hand, in seconds, from which a read may wait ``gather`` seconds."""
-    return max(GATHER_LEAD, 2 * gather)
+    return max(GATHER_LEAD, 1.5 * gather)
 
 
 def gather_hold(gather: float) -> Callable[[], float]:

@@ -497,8 +497,8 @@ class _Pacer:
     """How long a read may wait, from how far the audio read is ahead of real time.
 
     A listener who plays from the first chunk has ``ahead`` seconds of audio in hand (under
-    a chain, counting the earlier pieces of the reply too); once that is at least 0.5 s (or
-    twice ``gather``: :func:`chainvoice._pace.gather_lead`), waiting ``gather`` seconds
+    a chain, counting the earlier pieces of the reply too); once that is at least 0.3 s (or
+    1.5 x ``gather``: :func:`chainvoice._pace.gather_lead`), waiting ``gather`` seconds
     before the next read cannot leave them without audio. A stream arriving faster than
     :data:`_GATHER_MAX_RATE` times real time is never held: its reads are large anyway,
     and waiting would only slow it down.
@@ -676,7 +676,7 @@ class OpenAISynthesizer(_SynthesizerBase):
         pcm_rate: Sample rate of raw PCM when the server does not say (OpenAI: 24000).
         chunk_size: Bytes per network read; ``None`` passes data on as it arrives.
         gather: Seconds a network read may wait once the listener has audio in hand (at
-            least 0.5 s, or twice ``gather``, more audio received than time since the first
+            least 0.3 s, or 1.5 x ``gather``, more audio received than time since the first
             chunk; under a chain, the earlier sentences count too), so that speech arriving
             faster than real time comes in fewer, larger chunks, at less CPU. A listener
             playing from the first chunk never runs out; the last chunk comes at most

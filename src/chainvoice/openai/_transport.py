@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import math
 import os
 import ssl
 import threading
@@ -31,7 +32,7 @@ import time
 import urllib.request
 import weakref
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, cast
 
 from chainvoice.openai._httpx import httpx
 
@@ -110,8 +111,8 @@ class _Connection(asyncio.Protocol):
     # asyncio.Protocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # A stream transport (uvloop's do not derive from asyncio.Transport).
+        self.transport = cast(asyncio.Transport, transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -341,13 +342,24 @@ class _Connection(asyncio.Protocol):
             self.waiter = None
 
     async def hold(self, seconds: float) -> None:
-        """Leave the socket unread for ``seconds``: the kernel gathers what arrives."""
+        """Leave the socket unread for up to ``seconds``: the kernel gathers what arrives.
+
+        The hold ends on the loop clock's next multiple of ``seconds``, so that streams
+        held alike (several speech requests and the reply at once) wake up together.
+        """
         transport = self.transport
         if transport is None or self.closed or transport.is_closing():
             return
+        loop = self.loop
+        until = math.floor((loop.time() + seconds) / seconds) * seconds
         transport.pause_reading()
         try:
-            await asyncio.sleep(seconds)
+            waiter = loop.create_future()
+            handle = loop.call_at(until, _set_done, waiter)
+            try:
+                await waiter
+            finally:
+                handle.cancel()
         finally:
             if not self.closed and not transport.is_closing():
                 transport.resume_reading()
@@ -428,6 +440,11 @@ class LeanBody(httpx.AsyncByteStream):
         if not (conn.done and conn.error is None and not conn.chunks):
             conn.keep_alive = False  # a body not read to its end: the connection is spent
         self._release()
+
+
+def _set_done(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 def _take(chunks: collections.deque[bytes]) -> bytes:
@@ -539,6 +556,9 @@ class LeanTransport(httpx.AsyncBaseTransport):
                     _discard(conn)
         scheme, host, port = key
         conn = _Connection(key, loop)
+        options: dict[str, Any] = {}
+        if isinstance(loop, asyncio.BaseEventLoop):  # asyncio's own loops; not e.g. uvloop's
+            options["happy_eyeballs_delay"] = 0.25
         try:
             await asyncio.wait_for(
                 loop.create_connection(
@@ -547,7 +567,7 @@ class LeanTransport(httpx.AsyncBaseTransport):
                     port,
                     ssl=self._ssl_context() if scheme == "https" else None,
                     server_hostname=host if scheme == "https" else None,
-                    happy_eyeballs_delay=0.25,
+                    **options,
                 ),
                 connect_timeout,
             )
