@@ -24,7 +24,9 @@ __all__ = [
 
 #: Inside a chain's responder task, or its synthesis of one piece: a function giving the
 #: seconds of speech its listener has in hand beyond now, as if played at real time from
-#: the turn's first audio. Unset outside a chain.
+#: the turn's first audio. Unset outside a chain, and not seen by sync stages (they run in
+#: worker threads, outside the chain's tasks); chainvoice's gathering uses it only in its
+#: async stages.
 AHEAD: ContextVar[Callable[[], float] | None] = ContextVar("chainvoice_ahead", default=None)
 
 #: Speaking rate assumed for text sent to speech whose audio has not arrived yet (a

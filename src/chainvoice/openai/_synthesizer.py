@@ -522,7 +522,7 @@ class _Pacer:
         if not self.seconds:
             return 0.0
         elapsed = time.monotonic() - self.start
-        if self.seconds > _GATHER_MAX_RATE * max(elapsed, self.gather):
+        if self.seconds > _GATHER_MAX_RATE * elapsed:  # fast: its reads are large anyway
             return 0.0
         if max(self.seconds - elapsed, ahead()) >= self.lead:
             return self.gather
