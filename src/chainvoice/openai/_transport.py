@@ -13,7 +13,9 @@ What it does: HTTP/1.1 over TCP or TLS (the SDK's certificate settings), keep-al
 connections reused per host and per event loop (a connection belongs to the loop that
 opened it, so a client can outlive a loop), ``Content-Length``, chunked and
 read-to-close bodies, the connect/read/write timeouts of every request, flow control on
-large uploads. What it does not: proxies and HTTP/2. :func:`lean_transport_applies` says
+large uploads, and gathered reads: a reader may have the socket left unread for a moment
+so that a trickling body arrives in fewer, larger reads (``hold`` in :func:`body_chunks`).
+What it does not: proxies and HTTP/2. :func:`lean_transport_applies` says
 when it is used: only where no proxy is configured in the environment, and never when
 ``CHAINVOICE_HTTP=httpx`` is set (an escape hatch to the SDK's default stack). A client
 passed in by the user is never changed.
