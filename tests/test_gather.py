@@ -28,7 +28,6 @@ import threading
 import time
 import types
 import warnings
-from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -53,6 +52,7 @@ from chainvoice.openai._common import DEFAULT_GATHER
 from chainvoice.openai._httpx import httpx
 from chainvoice.openai._transport import LeanTransport, body_chunks
 from chainvoice.testing import FakeOpenAI, LatencyProfile
+from test_transport import CHUNKED_HEAD, RawServer, response, wait_until
 
 MakeFake = Callable[..., FakeOpenAI]
 KEY = "sk-gather-test-0123456789SECRET"
@@ -148,98 +148,6 @@ def test_gather_defaults_to_a_fifth_of_a_second(stage: type) -> None:
 # -------------------------------------------------------------------------- raw server
 
 
-async def _read_head(reader: asyncio.StreamReader) -> bytes | None:
-    try:
-        return await reader.readuntil(b"\r\n\r\n")
-    except (asyncio.IncompleteReadError, ConnectionError):
-        return None
-
-
-Reply = bytes | Callable[[asyncio.StreamWriter], Awaitable[None]]
-
-
-class RawServer:
-    """A loopback server answering each (bodiless) request with the next scripted reply."""
-
-    def __init__(self, *replies: Reply) -> None:
-        self.replies: deque[Reply] = deque(replies)
-        self.connections = 0
-        self.requests: list[int] = []  # the connection number of each request
-        self.closed_by_client: list[int] = []
-        self.reset_by_client: list[int] = []  # gone while the server was still writing
-        self.port = 0
-        self._server: asyncio.AbstractServer | None = None
-        self._tasks: set[asyncio.Task[Any]] = set()
-        self._writers: list[asyncio.StreamWriter] = []
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    async def __aenter__(self) -> RawServer:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        assert self._server is not None
-        self._server.close()
-        for writer in self._writers:
-            writer.close()
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self._server.wait_closed()
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        import socket
-
-        task = asyncio.current_task()
-        assert task is not None
-        self._tasks.add(task)
-        self._writers.append(writer)
-        writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.connections += 1
-        number = self.connections
-        try:
-            while True:
-                if await _read_head(reader) is None:
-                    self.closed_by_client.append(number)
-                    break
-                self.requests.append(number)
-                if not self.replies:
-                    break
-                reply = self.replies.popleft()
-                if isinstance(reply, bytes):
-                    writer.write(reply)
-                    await writer.drain()
-                else:
-                    await reply(writer)
-                if writer.is_closing():
-                    break
-        except ConnectionError:
-            self.reset_by_client.append(number)
-        except asyncio.CancelledError:
-            pass
-        finally:
-            writer.close()
-
-    async def wait_closed_by_client(self, number: int) -> None:
-        await wait_until(lambda: number in self.closed_by_client)
-
-
-async def wait_until(condition: Callable[[], bool], timeout: float = 2.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out waiting"
-        await asyncio.sleep(0.002)
-
-
-def response(body: bytes) -> bytes:
-    return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
-
-
-CHUNKED_HEAD = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
 CLOSE_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n\r\n"
 PARTS = 40
 GAP = 0.01
@@ -332,7 +240,7 @@ def test_hold_gathers_a_trickling_body_into_fewer_reads(conn_holds: list[float])
             held = await read_body(client, server.url, hold)
             # The held body ended cleanly: its connection serves the next request.
             assert (await client.get(server.url)).content == b"after"
-        assert server.requests == [1, 1, 1]
+        assert [r.connection for r in server.requests] == [1, 1, 1]
         return plain, held, hold
 
     plain, held, hold = asyncio.run(main())
@@ -351,7 +259,7 @@ def test_hold_answering_zero_reads_as_without_hold(conn_holds: list[float], answ
             plain = await read_body(client, server.url, None)
             hold = Hold(answer)
             zero = await read_body(client, server.url, hold)
-        assert server.requests == [1, 1]
+        assert [r.connection for r in server.requests] == [1, 1]
         return plain, zero, hold
 
     plain, zero, hold = asyncio.run(main())
@@ -440,7 +348,7 @@ def test_cancelling_a_read_during_a_hold_drops_the_connection(conn_holds: list[f
             # closed by the client, not kept to be reused half-read.
             assert (await asyncio.wait_for(client.get(server.url), 2)).content == b"next"
             await wait_until(lambda: 1 in server.reset_by_client)
-            assert server.requests == [1, 2]
+            assert [r.connection for r in server.requests] == [1, 2]
             # (The first hold may come before any of the body: nothing received yet.)
             assert WHOLE.startswith(b"".join(got))
 
@@ -460,7 +368,7 @@ def test_server_closing_mid_body_during_a_hold_is_an_error_not_a_hang(
                 await asyncio.wait_for(read_body(client, server.url, Hold(0.2)), 3)
             took = time.monotonic() - start
             assert (await client.get(server.url)).content == b"next"
-            assert server.requests == [1, 2]
+            assert [r.connection for r in server.requests] == [1, 2]
             return took, caught.value
 
     took, error = asyncio.run(main())
@@ -573,10 +481,8 @@ async def synthesize(
         await synth._setup.client.close()
 
 
-def test_synthesizer_gathers_speech_arriving_at_twice_real_time(
-    make_fake_openai: MakeFake, pacer_holds: list[float]
-) -> None:
-    fake = serve_speech(make_fake_openai, 0.5)
+def plain_and_gathered(fake: FakeOpenAI, pacer_holds: list[float]) -> tuple[Synthesis, Synthesis]:
+    """The same speech from ``fake``, read with ``gather=0``, then with ``gather=0.2``."""
     with fake.serve() as server:
 
         async def main() -> tuple[Synthesis, Synthesis]:
@@ -584,7 +490,14 @@ def test_synthesizer_gathers_speech_arriving_at_twice_real_time(
             gathered = await synthesize(server.base_url, 0.2, pacer_holds)
             return plain, gathered
 
-        plain, gathered = asyncio.run(main())
+        return asyncio.run(main())
+
+
+def test_synthesizer_gathers_speech_arriving_at_twice_real_time(
+    make_fake_openai: MakeFake, pacer_holds: list[float]
+) -> None:
+    fake = serve_speech(make_fake_openai, 0.5)
+    plain, gathered = plain_and_gathered(fake, pacer_holds)
     duration = sum(a.duration for _, a in plain.chunks)
     writes = math.ceil(duration * SPEECH_RATE * 2 / WRITE)
     assert 3.0 < duration < 4.0
@@ -623,14 +536,7 @@ def test_unpaced_speech_is_not_slowed_down(
     It is never held: it arrives far faster than 8x real time.
     """
     fake = serve_speech(make_fake_openai, 0.0)
-    with fake.serve() as server:
-
-        async def main() -> tuple[Synthesis, Synthesis]:
-            plain = await synthesize(server.base_url, 0, pacer_holds)
-            gathered = await synthesize(server.base_url, 0.2, pacer_holds)
-            return plain, gathered
-
-        plain, gathered = asyncio.run(main())
+    plain, gathered = plain_and_gathered(fake, pacer_holds)
     assert gathered.pcm == plain.pcm
     assert gathered.holds.count(0.2) == 0
     assert gathered.last <= plain.last + 0.15
@@ -641,14 +547,7 @@ def test_speech_arriving_faster_than_8x_real_time_is_never_held(
     make_fake_openai: MakeFake, pacer_holds: list[float], speed: int
 ) -> None:
     fake = serve_speech(make_fake_openai, 1 / speed)
-    with fake.serve() as server:
-
-        async def main() -> tuple[Synthesis, Synthesis]:
-            plain = await synthesize(server.base_url, 0, pacer_holds)
-            gathered = await synthesize(server.base_url, 0.2, pacer_holds)
-            return plain, gathered
-
-        plain, gathered = asyncio.run(main())
+    plain, gathered = plain_and_gathered(fake, pacer_holds)
     assert gathered.pcm == plain.pcm
     assert gathered.holds and set(gathered.holds) == {0.0}
     assert gathered.last <= plain.last + 0.03

@@ -169,6 +169,7 @@ class RawServer:
         self.requests: list[Received] = []
         self.connections = 0
         self.closed_by_client: list[int] = []
+        self.reset_by_client: list[int] = []  # gone while the server was still writing
         self.port = 0
         self._server: asyncio.AbstractServer | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -227,7 +228,9 @@ class RawServer:
                     await reply(writer)
                 if writer.is_closing():
                     break
-        except (ConnectionError, asyncio.CancelledError):
+        except ConnectionError:
+            self.reset_by_client.append(number)
+        except asyncio.CancelledError:
             pass  # a cancelled handler ends normally: asyncio 3.11 logs cancelled ones
         finally:
             writer.close()

@@ -356,12 +356,7 @@ class _Connection(asyncio.Protocol):
         until = math.floor((loop.time() + seconds) / seconds) * seconds
         transport.pause_reading()
         try:
-            waiter = loop.create_future()
-            handle = loop.call_at(until, _set_done, waiter)
-            try:
-                await waiter
-            finally:
-                handle.cancel()
+            await asyncio.sleep(until - loop.time())
         finally:
             if not self.closed and not transport.is_closing():
                 transport.resume_reading()
@@ -442,11 +437,6 @@ class LeanBody(httpx.AsyncByteStream):
         if not (conn.done and conn.error is None and not conn.chunks):
             conn.keep_alive = False  # a body not read to its end: the connection is spent
         self._release()
-
-
-def _set_done(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_result(None)
 
 
 def _take(chunks: collections.deque[bytes]) -> bytes:
