@@ -60,30 +60,40 @@ def _build(factory: type[_C], settings: ClientSettings, *, asynchronous: bool) -
     no_key = "api_key" not in kwargs and not os.environ.get("OPENAI_API_KEY")
     if no_key and base_url and not _is_openai_url(str(base_url)):
         kwargs["api_key"] = _PLACEHOLDER_KEY
+    transport = http_client = None
     if asynchronous:
-        kwargs["http_client"] = _lean_http_client(str(base_url) if base_url else None)
+        transport = _lean_transport(str(base_url) if base_url else None)
+        if transport is not None:
+            import openai
+
+            http_client = kwargs["http_client"] = openai.DefaultAsyncHttpxClient(
+                transport=transport
+            )
     try:
-        return factory(**kwargs)
+        client = factory(**kwargs)
     except OpenAIError as exc:
         if "credentials" in str(exc).lower() or "api_key" in str(exc):
             raise _missing_key() from None
         raise ConfigurationError(f"cannot build an OpenAI client: {exc}") from None
     except TypeError as exc:  # pragma: no cover - a wrong type for a setting
         raise ConfigurationError(f"cannot build an OpenAI client: {exc}") from None
+    if transport is not None:
+        from chainvoice.openai._direct import register
+
+        register(client, http_client, transport)
+    return client
 
 
-def _lean_http_client(base_url: str | None) -> Any:
-    """The SDK's default async HTTP client on chainvoice's lean transport, or None.
+def _lean_transport(base_url: str | None) -> Any:
+    """Chainvoice's lean transport for a new async client, or None.
 
     None (the SDK's own stack) when a proxy is configured or ``CHAINVOICE_HTTP=httpx``.
     """
-    import openai
-
     from chainvoice.openai._transport import LeanTransport, lean_transport_applies
 
     if not lean_transport_applies(base_url):
         return None
-    return openai.DefaultAsyncHttpxClient(transport=LeanTransport())
+    return LeanTransport()
 
 
 def _check_kind(client: object, want_async: bool, stage: str) -> None:

@@ -33,6 +33,7 @@ from chainvoice.openai._common import (
     stage_repr,
     stream_with_retries,
 )
+from chainvoice.openai._direct import json_body
 from chainvoice.openai._models import (
     DEFAULT_REPLY_MODEL,
     Price,
@@ -161,6 +162,11 @@ class _ResponderCore:
         """
         api = client.responses if self.api == "responses" else client.chat.completions
         return api.with_streaming_response.create
+
+    @property
+    def path(self) -> str:
+        """The endpoint's path under the base URL (for a request sent direct)."""
+        return "responses" if self.api == "responses" else "chat/completions"
 
     def reader(self) -> _ResponsesReader | _ChatReader:
         """A reader for one streamed response."""
@@ -435,6 +441,8 @@ class AsyncOpenAIResponder(_ResponderBase):
         kwargs = core.request(conversation)
 
         async def open_stream() -> Any:
+            if setup.direct is not None:
+                return setup.direct.post(core.path, json_data=json_body(kwargs))
             return core.create(setup.client)(**kwargs)
 
         hold = gather_hold(core.gather) if core.gather else None

@@ -44,6 +44,7 @@ from chainvoice.openai._common import (
     stage_repr,
     stream_with_retries,
 )
+from chainvoice.openai._direct import json_body
 from chainvoice.openai._models import (
     DEFAULT_SPEECH_MODEL,
     SPEECH_INPUT_LIMIT,
@@ -78,6 +79,7 @@ Voice = str | Mapping[str, str]
 
 #: Streams faster than this many times real time are never held.
 _GATHER_MAX_RATE = 8.0
+_SPEECH_ACCEPT = "application/octet-stream"  # as the SDK asks for speech
 _FORMATS = ("pcm", "wav", "mp3", "opus", "aac", "flac")
 _INSTRUCTIONS_LIMIT = 4096
 _SENTENCE_END = re.compile(r"[.!?…。！？]+[\"')\]」』”’]*(?=\s|$)|[。！？]")  # noqa: RUF001
@@ -733,10 +735,15 @@ class AsyncOpenAISynthesizer(_SynthesizerBase):
         """Yield audio chunks as they arrive and a ``Usage`` item per request."""
         core, setup = self._core, self._setup
         create = setup.client.audio.speech.with_streaming_response.create
+        direct = setup.direct
         for piece in core.pieces(text):
             kwargs = core.request(piece)
 
             async def open_stream(kwargs: dict[str, Any] = kwargs) -> Any:
+                if direct is not None:
+                    return direct.post(
+                        "audio/speech", json_data=json_body(kwargs), accept=_SPEECH_ACCEPT
+                    )
                 return create(**kwargs)
 
             async for item in astream_with_retries(
