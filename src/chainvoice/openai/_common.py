@@ -32,7 +32,7 @@ from chainvoice.openai._client import (
     make_client,
     secrets_of,
 )
-from chainvoice.openai._direct import direct_sender
+from chainvoice.openai._direct import DirectSender, direct_sender
 from chainvoice.openai._errors import ErrorContext, StreamTimeoutError, translate
 from chainvoice.openai._models import Kind, Price, price_for, warn_if_retiring
 
@@ -323,9 +323,14 @@ class StageSetup:
         )
         retries = getattr(self.client, "max_retries", 2)
         self.max_retries = retries if isinstance(retries, int) else 2
-        #: Sends this stage's streamed requests straight to chainvoice's transport, when
-        #: chainvoice built the (async) client itself; else None (see ``_direct``).
-        self.direct = direct_sender(self.client)
+
+    @property
+    def direct(self) -> DirectSender | None:
+        """The sender of this stage's streamed requests straight to chainvoice's transport.
+
+        None unless chainvoice built the (async) client itself (see ``_direct``).
+        """
+        return direct_sender(self.client)
 
     @property
     def price(self) -> Price | None:

@@ -37,6 +37,7 @@ _REGISTERED: weakref.WeakKeyDictionary[Any, tuple[Any, LeanTransport]] = weakref
 _SENDERS: weakref.WeakKeyDictionary[Any, DirectSender] = weakref.WeakKeyDictionary()
 _SDK_METHODS = ("_should_retry", "_calculate_retry_timeout", "_make_status_error_from_response")
 _SDK_ONLY = ("extra_headers", "extra_query", "extra_body", "timeout")
+_MAX_REDIRECTS = 20  # the SDK's HTTP client's
 
 
 def register(client: Any, http_client: Any, transport: LeanTransport) -> None:
@@ -46,13 +47,13 @@ def register(client: Any, http_client: Any, transport: LeanTransport) -> None:
 
 def direct_sender(client: Any) -> DirectSender | None:
     """A sender for ``client``'s requests, or None when they must go through the SDK."""
-    sender = _SENDERS.get(client)
-    if sender is not None:
-        return sender
     http_client, transport = _REGISTERED.get(client, (None, None))
     # Only while the client still sends through the HTTP client chainvoice gave it.
     if transport is None or getattr(client, "_client", None) is not http_client:
         return None
+    sender = _SENDERS.get(client)
+    if sender is not None:
+        return sender
     if not _plain(client):
         return None
     try:
@@ -108,14 +109,26 @@ class DirectSender:
         json_data: Mapping[str, Any] | None = None,
         content: bytes | None = None,
         content_type: str | None = None,
+        form: Mapping[str, Any] | None = None,
+        files: Mapping[str, tuple[str, bytes, str]] | None = None,
         accept: str | None = None,
     ) -> DirectRequest:
         """A POST to ``path`` (relative to the base URL), opened with ``async with``.
 
-        Give either ``json_data`` or ``content`` with its ``content_type``; ``accept``
-        replaces the client's ``Accept`` header.
+        Give ``json_data``, or ``content`` with its ``content_type``, or a multipart
+        ``form`` and its ``files`` (fields encoded as the SDK encodes them: ``true``,
+        ``list[]``, ``dict[key]``); ``accept`` replaces the client's ``Accept`` header.
         """
-        if json_data is not None:
+        if files is not None:
+            fields: dict[str, Any] = {}
+            for key, value in self._client.qs.stringify_items(
+                dict(form or {}), array_format="brackets"
+            ):
+                fields.setdefault(key, []).append(value)
+            multipart = httpx.Request("POST", "http://multipart", data=fields, files=files)
+            content = multipart.read()
+            content_type = multipart.headers["Content-Type"]
+        elif json_data is not None:
             content = json.dumps(
                 json_data, ensure_ascii=False, separators=(",", ":"), allow_nan=False
             ).encode()
@@ -179,7 +192,7 @@ class DirectRequest:
             )
             response: httpx.Response | None = None
             try:
-                response = await sender._transport.handle_async_request(request)
+                response = await self._send(request)
             except httpx.TimeoutException as exc:
                 if retries >= max_retries:
                     from openai import APITimeoutError
@@ -191,8 +204,7 @@ class DirectRequest:
 
                     raise APIConnectionError(request=request) from exc
             else:
-                response.request = request
-                if response.status_code < 400:
+                if 200 <= response.status_code < 300:
                     self._response = response
                     return DirectResponse(response)
                 if retries >= max_retries or not client._should_retry(response):
@@ -210,10 +222,51 @@ class DirectRequest:
             )
             retries += 1
 
+    async def _send(self, request: httpx.Request) -> httpx.Response:
+        """The response to ``request``, redirects followed as the SDK's HTTP client does."""
+        transport = self._sender._transport
+        for _ in range(_MAX_REDIRECTS + 1):
+            response = await transport.handle_async_request(request)
+            response.request = request
+            follow = _redirected(request, response)
+            if follow is None:
+                return response
+            await response.aclose()
+            request = follow
+        raise httpx.TooManyRedirects("exceeded the maximum number of redirects", request=request)
+
     async def __aexit__(self, *exc_info: object) -> None:
         response, self._response = self._response, None
         if response is not None:
             await response.aclose()
+
+
+def _redirected(request: httpx.Request, response: httpx.Response) -> httpx.Request | None:
+    """The request a redirect asks for, made as httpx makes it; None if not a redirect.
+
+    303 (and 301 or 302 after a POST) turn into a GET without the body; another origin
+    gets no ``Authorization``.
+    """
+    location = response.headers.get("location")
+    status = response.status_code
+    if status not in (301, 302, 303, 307, 308) or not location:
+        return None
+    url = request.url.join(location)
+    method = request.method
+    if status == 303 or (status in (301, 302) and method == "POST"):
+        method = "GET"
+    headers = httpx.Headers(request.headers)
+    del headers["Host"]
+    if (url.scheme, url.host, url.port) != (request.url.scheme, request.url.host, request.url.port):
+        headers.pop("Authorization", None)
+    content: bytes | None = request.content
+    if method != request.method:
+        content = None
+        for name in ("Content-Length", "Content-Type", "Transfer-Encoding"):
+            headers.pop(name, None)
+    return httpx.Request(
+        method, url, headers=headers, content=content, extensions=request.extensions
+    )
 
 
 class DirectResponse:

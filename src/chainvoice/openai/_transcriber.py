@@ -35,6 +35,7 @@ from chainvoice._types import Logprob, Segment, Transcript, Usage, Word
 from chainvoice.openai._client import ClientSettings
 from chainvoice.openai._common import (
     OpenAIStage,
+    SseDecoder,
     StageSetup,
     TokenCounts,
     astream_with_retries,
@@ -44,6 +45,8 @@ from chainvoice.openai._common import (
     stage_repr,
     stream_with_retries,
 )
+from chainvoice.openai._direct import DirectResponse, json_body
+from chainvoice.openai._httpx import httpx
 from chainvoice.openai._models import (
     DEFAULT_TRANSCRIPTION_MODEL,
     MODELS,
@@ -53,6 +56,7 @@ from chainvoice.openai._models import (
     check_params,
     lookup,
 )
+from chainvoice.openai._transport import body_chunks
 
 if TYPE_CHECKING:
     from openai import AsyncOpenAI, OpenAI
@@ -1004,13 +1008,18 @@ def _async_stream(
     prompt: str | None = None,
 ) -> AsyncIterator[str | Transcript]:
     kwargs = core.request(audio, stream=True, prompt=prompt)
+    direct = setup.direct
 
     async def open_stream() -> Any:
+        if direct is not None:
+            form = json_body(kwargs)
+            return direct.post("audio/transcriptions", form=form, files={"file": form.pop("file")})
         return await setup.client.audio.transcriptions.create(**kwargs)
 
-    async def consume(stream: AsyncIterable[object]) -> AsyncIterator[str | Transcript]:
+    async def consume(stream: Any) -> AsyncIterator[str | Transcript]:
         reader = core.reader(audio)
-        async for event in stream:
+        events = _sse_events(stream) if isinstance(stream, DirectResponse) else stream
+        async for event in events:
             for item in reader.feed(event):
                 yield item
         reader.finish()
@@ -1022,6 +1031,54 @@ def _async_stream(
         shows=lambda item: not collecting and isinstance(item, str),
         replay=True,
     )
+
+
+async def _sse_events(response: DirectResponse) -> AsyncIterator[Any]:
+    """The events of a transcription stream sent direct, as the SDK's stream gives them.
+
+    Raises:
+        openai.APIError: An event carries an ``error``.
+        openai.APITimeoutError: The body timed out.
+        openai.APIConnectionError: The body was cut (as the SDK's stream raises them).
+    """
+    from openai import APIConnectionError, APITimeoutError
+
+    decoder = SseDecoder("the transcription stream")
+    request = response.http_response.request
+    chunks = body_chunks(response)
+    try:
+        while True:
+            try:
+                data = await anext(chunks)
+            except StopAsyncIteration:
+                break
+            except httpx.TimeoutException as exc:
+                raise APITimeoutError(request=request) from exc
+            except httpx.RequestError as exc:
+                raise APIConnectionError(request=request) from exc
+            for event in decoder.feed(data):
+                _check_event(event, response)
+                yield event
+            if decoder.ended:
+                return
+    finally:
+        aclose = getattr(chunks, "aclose", None)
+        if aclose is not None:
+            await aclose()
+    for event in decoder.finish():
+        _check_event(event, response)
+        yield event
+
+
+def _check_event(event: Any, response: DirectResponse) -> None:
+    error = event.get("error") if isinstance(event, Mapping) else None
+    if error:
+        from openai import APIError
+
+        message = field(error, "message")
+        if not message or not isinstance(message, str):
+            message = "An error occurred during streaming"
+        raise APIError(message, response.http_response.request, body=error)
 
 
 OpenAITranscriber._streaming_twin = OpenAIStreamingTranscriber
