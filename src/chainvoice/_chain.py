@@ -1039,14 +1039,17 @@ class Chain(_ChainBase):
                 done.set()
 
         future = runner.submit(pump())
+        # Ended in any way, even cancelled before it started: the wait below wakes up.
+        future.add_done_callback(lambda _: out.put((3, None)))
         try:
             while True:
                 try:
-                    kind, value = out.get(timeout=0.25)
+                    kind, value = out.get(timeout=_STALL_CHECK)
                 except queue.Empty:
                     if runner.thread.is_alive() or done.is_set():
                         continue
-                    # The loop ended without running this turn to the end (closed).
+                    kind = 3
+                if kind == 3:  # the loop ended without running this turn to the end (closed)
                     kind, value = 2, asyncio.CancelledError()
                 if kind == 0:
                     yield from value
@@ -1192,6 +1195,10 @@ def _async_openai_stages(options: dict[str, Any]) -> bool:
     base_url = options.get("base_url")
     return lean_transport_applies(base_url if isinstance(base_url, str) else None)
 
+
+#: Seconds between checks, while a sync turn waits for events, that its loop thread lives
+#: (a turn that ends in any way wakes the wait at once; this is a backstop).
+_STALL_CHECK = 5.0
 
 _CHAIN_OPTIONS = frozenset(
     {"conversation", "splitter", "max_concurrent_synthesis", "skip_empty_transcripts"}

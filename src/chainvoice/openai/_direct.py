@@ -257,7 +257,7 @@ def _redirected(request: httpx.Request, response: httpx.Response) -> httpx.Reque
         method = "GET"
     headers = httpx.Headers(request.headers)
     del headers["Host"]
-    if (url.scheme, url.host, url.port) != (request.url.scheme, request.url.host, request.url.port):
+    if not _same_origin(request.url, url):
         headers.pop("Authorization", None)
     content: bytes | None = request.content
     if method != request.method:
@@ -267,6 +267,20 @@ def _redirected(request: httpx.Request, response: httpx.Response) -> httpx.Reque
     return httpx.Request(
         method, url, headers=headers, content=content, extensions=request.extensions
     )
+
+
+def _same_origin(url: httpx.URL, other: httpx.URL) -> bool:
+    """Whether a redirect from ``url`` to ``other`` keeps ``Authorization``.
+
+    As httpx decides: the same origin, or the same host moved from http to https.
+    """
+    ports = {"http": 80, "https": 443}
+    port, other_port = url.port or ports.get(url.scheme), other.port or ports.get(other.scheme)
+    if url.host != other.host:
+        return False
+    if url.scheme == other.scheme:
+        return port == other_port
+    return url.scheme == "http" and other.scheme == "https" and (port, other_port) == (80, 443)
 
 
 class DirectResponse:

@@ -416,10 +416,8 @@ class OpenAIResponder(_ResponderBase):
         def consume(response: Any) -> Iterator[str | Usage]:
             reader, events = core.reader(), SseDecoder("the reply stream")
             for data in response.iter_bytes():
-                for event in events.feed(data):
-                    yield from reader.feed(event)
-            for event in events.finish():
-                yield from reader.feed(event)
+                yield from _joined(reader, events.feed(data))
+            yield from _joined(reader, events.finish())
             yield from reader.finish()
 
         return stream_with_retries(
@@ -450,16 +448,39 @@ class AsyncOpenAIResponder(_ResponderBase):
         async def consume(response: Any) -> AsyncIterator[str | Usage]:
             reader, events = core.reader(), SseDecoder("the reply stream")
             async for data in body_chunks(response, hold=hold):
-                for event in events.feed(data):
-                    for item in reader.feed(event):
-                        yield item
-            for event in events.finish():
-                for item in reader.feed(event):
+                for item in _joined(reader, events.feed(data)):
                     yield item
+            for item in _joined(reader, events.finish()):
+                yield item
             for item in reader.finish():
                 yield item
 
         return astream_with_retries(setup, open_stream, consume, shows=_is_text)
+
+
+def _joined(reader: _ResponsesReader | _ChatReader, events: list[Any]) -> Iterator[str | Usage]:
+    """What ``reader`` makes of ``events`` (one network read's), text deltas joined.
+
+    Text that arrives together is passed on as one delta (one per read, not per token);
+    the text read before an event that fails is passed on before the failure.
+    """
+    text: list[str] = []
+    try:
+        for event in events:
+            for item in reader.feed(event):
+                if isinstance(item, str):
+                    text.append(item)
+                    continue
+                if text:
+                    yield "".join(text)
+                    text = []
+                yield item
+    except Exception:
+        if text:
+            yield "".join(text)
+        raise
+    if text:
+        yield "".join(text)
 
 
 def _is_text(item: object) -> bool:
