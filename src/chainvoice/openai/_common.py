@@ -184,7 +184,8 @@ class SseDecoder:
 
     Lines end with CR, LF or CRLF; an event ends at a blank line; ``data:`` lines are
     joined; other fields (``event:``, ``id:``) and comments are skipped, since OpenAI's
-    events carry their ``type`` in the data. ``data: [DONE]`` sets :attr:`ended`.
+    events carry their ``type`` in the data. ``data: [DONE]`` sets :attr:`ended`, and
+    nothing after it is decoded.
 
     Args:
         what: The stream, for errors ("the reply stream").
@@ -226,6 +227,8 @@ class SseDecoder:
         return events
 
     def _line(self, line: bytes, events: list[Any]) -> None:
+        if self.ended:  # nothing after [DONE] counts (as in the SDK's streams)
+            return
         if line.startswith(b"data:"):
             self._data.append(line[6:] if line[5:6] == b" " else line[5:])
         elif not line and self._data:
