@@ -107,18 +107,17 @@ class DirectSender:
         path: str,
         *,
         json_data: Mapping[str, Any] | None = None,
-        content: bytes | None = None,
-        content_type: str | None = None,
         form: Mapping[str, Any] | None = None,
         files: Mapping[str, tuple[str, bytes, str]] | None = None,
         accept: str | None = None,
     ) -> DirectRequest:
         """A POST to ``path`` (relative to the base URL), opened with ``async with``.
 
-        Give ``json_data``, or ``content`` with its ``content_type``, or a multipart
-        ``form`` and its ``files`` (fields encoded as the SDK encodes them: ``true``,
-        ``list[]``, ``dict[key]``); ``accept`` replaces the client's ``Accept`` header.
+        Give ``json_data``, or a multipart ``form`` and its ``files`` (fields encoded as
+        the SDK encodes them: ``true``, ``list[]``, ``dict[key]``); ``accept`` replaces the
+        client's ``Accept`` header.
         """
+        content, content_type = b"", None
         if files is not None:
             fields: dict[str, Any] = {}
             for key, value in self._client.qs.stringify_items(
@@ -133,7 +132,7 @@ class DirectSender:
                 json_data, ensure_ascii=False, separators=(",", ":"), allow_nan=False
             ).encode()
             content_type = "application/json"
-        return DirectRequest(self, path, content or b"", content_type, accept)
+        return DirectRequest(self, path, content, content_type, accept)
 
     def _request(
         self,

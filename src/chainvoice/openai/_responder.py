@@ -439,8 +439,9 @@ class AsyncOpenAIResponder(_ResponderBase):
         kwargs = core.request(conversation)
 
         async def open_stream() -> Any:
-            if setup.direct is not None:
-                return setup.direct.post(core.path, json_data=json_body(kwargs))
+            direct = setup.direct
+            if direct is not None:
+                return direct.post(core.path, json_data=json_body(kwargs))
             return core.create(setup.client)(**kwargs)
 
         hold = gather_hold(core.gather) if core.gather else None
