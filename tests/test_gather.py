@@ -52,11 +52,16 @@ from chainvoice.openai._common import DEFAULT_GATHER
 from chainvoice.openai._httpx import httpx
 from chainvoice.openai._transport import LeanTransport, body_chunks
 from chainvoice.testing import FakeOpenAI, LatencyProfile
-from test_transport import CHUNKED_HEAD, RawServer, response, wait_until
+from test_transport import (  # _no_proxy: the lean transport applies (autouse)
+    CHUNKED_HEAD,
+    MakeFake,
+    RawServer,
+    _no_proxy,  # noqa: F401
+    response,
+    wait_until,
+)
 
-MakeFake = Callable[..., FakeOpenAI]
 KEY = "sk-gather-test-0123456789SECRET"
-PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
 SPEECH_RATE = 24000  # the fake's PCM rate
 
 
@@ -82,16 +87,6 @@ def _no_socket_left_open() -> Iterator[LeakCheck]:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     if not check.tolerated:
         assert not leaks, leaks
-
-
-@pytest.fixture(autouse=True)
-def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The lean transport applies (no proxy, no CHAINVOICE_HTTP switch)."""
-    for name in PROXY_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
-        monkeypatch.delenv(name.upper(), raising=False)
-    monkeypatch.delenv("CHAINVOICE_HTTP", raising=False)
-    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
 
 
 @pytest.fixture
