@@ -95,9 +95,9 @@ def conn_holds(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     seen: list[float] = []
     original = _transport._Connection.hold
 
-    async def spy(self: Any, seconds: float) -> None:
+    def spy(self: Any, seconds: float) -> float:
         seen.append(seconds)
-        await original(self, seconds)
+        return original(self, seconds)
 
     monkeypatch.setattr(_transport._Connection, "hold", spy)
     return seen
@@ -726,12 +726,34 @@ def test_pacer_holds_once_its_own_lead_is_reached(
 def test_pacer_counts_what_the_chain_has_in_hand(clock: Clock) -> None:
     pacer = _synthesizer._Pacer(0.2)
     lead = gather_lead(0.2)
-    assert run_with_ahead(lambda: 3.0, pacer.hold) == 0.0  # never before its first audio
+    assert pacer.hold() == 0.0  # nothing read, nothing in hand
+    assert run_with_ahead(lambda: lead - 0.05, pacer.hold) == 0.0
     pacer.add([audio(0.05)])
     clock.now += 0.05  # at real time: nothing ahead of its own
     assert pacer.hold() == 0.0
     assert run_with_ahead(lambda: lead + 0.05, pacer.hold) == 0.2
     assert run_with_ahead(lambda: lead - 0.05, pacer.hold) == 0.0
+
+
+def test_pacer_holds_a_later_piece_before_its_first_read(clock: Clock) -> None:
+    """Earlier pieces' audio in hand: the first read may wait too, and what it gathers is
+    measured from the start of that wait (not taken for a stream over 8x real time)."""
+    lead = gather_lead(0.2)
+    pacer = _synthesizer._Pacer(0.2)
+    assert run_with_ahead(lambda: lead + 0.05, pacer.hold) == 0.2
+    clock.now += 0.2
+    pacer.add([audio(0.4)])  # what two times real time gathered during the hold
+    assert run_with_ahead(lambda: lead + 0.05, pacer.hold) == 0.2
+    # A first read with the head, at once: too little to call the stream fast.
+    first = _synthesizer._Pacer(0.2)
+    first.add([audio(0.09)])
+    assert run_with_ahead(lambda: lead + 0.05, first.hold) == 0.2
+    assert first.hold() == 0.0  # on its own: 0.09 s in hand
+    fast = _synthesizer._Pacer(0.2)
+    assert run_with_ahead(lambda: 5.0, fast.hold) == 0.2
+    clock.now += 0.2
+    fast.add([audio(3.0)])  # 3 s in the 0.2 s hold: 15x
+    assert run_with_ahead(lambda: 5.0, fast.hold) == 0.0
 
 
 def test_pacer_does_not_hold_a_stream_over_8x_real_time_once_measured(clock: Clock) -> None:

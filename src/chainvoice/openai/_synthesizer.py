@@ -501,7 +501,8 @@ class _Pacer:
     A listener who plays from the first chunk has ``ahead`` seconds of audio in hand (under
     a chain, counting the earlier pieces of the reply too); once that is at least 0.3 s (or
     1.5 x ``gather``: :func:`chainvoice._pace.gather_lead`), waiting ``gather`` seconds
-    before the next read cannot leave them without audio. A stream arriving faster than
+    before the next read cannot leave them without audio. Under a chain, a later piece may
+    so wait even before its first read. A stream arriving faster than
     :data:`_GATHER_MAX_RATE` times real time is never held: its reads are large anyway,
     and waiting would only slow it down.
     """
@@ -509,22 +510,27 @@ class _Pacer:
     def __init__(self, gather: float) -> None:
         self.gather = gather
         self.lead = gather_lead(gather)
-        self.start = 0.0
+        self.start: float | None = None  # the first read, or the hold before it
         self.seconds = 0.0
 
     def add(self, chunks: list[Audio]) -> None:
         """Count ``chunks`` as read now."""
+        if self.start is None and chunks:
+            self.start = time.monotonic()
         for chunk in chunks:
-            if not self.seconds:
-                self.start = time.monotonic()
             self.seconds += chunk.duration
 
     def hold(self) -> float:
         """Seconds the next read may wait: ``gather`` when far enough ahead, else 0."""
-        if not self.seconds:
-            return 0.0
+        if self.start is None:  # nothing read yet: wait only on the earlier pieces' audio
+            if ahead() < self.lead:
+                return 0.0
+            self.start = time.monotonic()
+            return self.gather
         elapsed = time.monotonic() - self.start
-        if self.seconds > _GATHER_MAX_RATE * elapsed:  # fast: its reads are large anyway
+        # Fast: its reads are large anyway. (Judged once it has a lead of its own: right
+        # after a first read, any stream would look fast.)
+        if self.seconds >= self.lead and self.seconds > _GATHER_MAX_RATE * elapsed:
             return 0.0
         if max(self.seconds - elapsed, ahead()) >= self.lead:
             return self.gather

@@ -91,6 +91,7 @@ class _Connection(asyncio.Protocol):
         self._write_paused = False
         self._drained: asyncio.Future[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._resume: asyncio.TimerHandle | None = None
         self._deadline = 0.0
         self._reset()
 
@@ -330,12 +331,15 @@ class _Connection(asyncio.Protocol):
             finally:
                 self._drained = None
 
-    async def wait(self, read_timeout: float | None) -> None:
-        """Until there is body data, the end, or an error (at most ``read_timeout`` s)."""
+    async def wait(self, read_timeout: float | None, start: float | None = None) -> None:
+        """Until there is body data, the end, or an error.
+
+        At most ``read_timeout`` seconds from ``start`` (loop time; default now).
+        """
         waiter = self.waiter = self.loop.create_future()
         if read_timeout is not None:
             # One timer per connection, moved lazily: not one per read.
-            self._deadline = self.loop.time() + read_timeout
+            self._deadline = (self.loop.time() if start is None else start) + read_timeout
             if self._timer is None:
                 self._timer = self.loop.call_at(self._deadline, self._check_deadline)
         try:
@@ -343,23 +347,40 @@ class _Connection(asyncio.Protocol):
         finally:
             self.waiter = None
 
-    async def hold(self, seconds: float) -> None:
+    def hold(self, seconds: float) -> float:
         """Leave the socket unread for up to ``seconds``: the kernel gathers what arrives.
 
-        The hold ends on the loop clock's next multiple of ``seconds``, so that streams
-        held alike (several speech requests and the reply at once) wake up together.
+        Reading resumes on the loop clock's next multiple of ``seconds``, so that streams
+        held alike (several speech requests and the reply at once) are read together; a
+        timer resumes it, so the reader waits (:meth:`wait`) as for any read and wakes
+        once, when the gathered bytes are in.
+
+        Returns:
+            The loop time at which reading resumes.
         """
+        loop = self.loop
+        now = loop.time()
         transport = self.transport
         if transport is None or self.closed or transport.is_closing():
-            return
-        loop = self.loop
-        until = math.floor((loop.time() + seconds) / seconds) * seconds
+            return now
+        until = math.floor((now + seconds) / seconds) * seconds
         transport.pause_reading()
-        try:
-            await asyncio.sleep(until - loop.time())
-        finally:
-            if not self.closed and not transport.is_closing():
-                transport.resume_reading()
+        if self._resume is not None:
+            self._resume.cancel()
+        self._resume = loop.call_at(until, self._resume_reading)
+        return until
+
+    def _resume_reading(self) -> None:
+        self._resume = None
+        transport = self.transport
+        if transport is not None and not self.closed and not transport.is_closing():
+            transport.resume_reading()
+
+    def _unhold(self) -> None:
+        """Reading resumed now if a hold is pending."""
+        if self._resume is not None:
+            self._resume.cancel()
+            self._resume_reading()
 
     def _check_deadline(self) -> None:
         self._timer = None
@@ -372,6 +393,7 @@ class _Connection(asyncio.Protocol):
             self._timer = self.loop.call_at(self._deadline, self._check_deadline)
 
     def stop_timer(self) -> None:
+        self._unhold()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -415,9 +437,7 @@ class LeanBody(httpx.AsyncByteStream):
                 elif conn.done:
                     break
                 elif self.hold is not None and (seconds := self.hold()) > 0:
-                    await conn.hold(seconds)
-                    if not conn.chunks and not conn.done:
-                        await conn.wait(self._read_timeout)
+                    await conn.wait(self._read_timeout, conn.hold(seconds))
                 else:
                     await conn.wait(self._read_timeout)
         except BaseException:
