@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import queue
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -12,6 +13,7 @@ import numpy as np
 import pytest
 
 import chainvoice as cv
+from chainvoice import _chain
 
 RATE = 24000
 
@@ -311,6 +313,43 @@ def test_first_audio_arrives_while_the_responder_is_still_running(face: str) -> 
 
         asyncio.run(main())
     assert waited == [True]
+
+
+def test_sync_stream_hands_each_burst_over_together_and_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Events made in one step of the chain's loop reach the caller's thread in one
+    hand-over, and before the chain waits for more."""
+    batches: list[list[str]] = []
+
+    class Spy(queue.SimpleQueue):  # type: ignore[type-arg]
+        def put(self, item: object, block: bool = True, timeout: float | None = None) -> None:
+            if isinstance(item, tuple) and item[0] == 0:  # the chain's batch of events
+                batches.append([type(e).__name__ for e in item[1]])
+            super().put(item, block, timeout)
+
+    monkeypatch.setattr(_chain.queue, "SimpleQueue", Spy)
+    seen = threading.Event()
+
+    async def responder(c: cv.Conversation) -> AsyncIterator[str]:
+        for word in ("One, ", "two, ", "three. "):  # one step: nothing awaited between
+            yield word
+        for _ in range(1000):  # until the caller has the three (it has them at once)
+            if seen.is_set():
+                break
+            await asyncio.sleep(0.01)
+        yield "Four."
+
+    got: list[cv.Event] = []
+    with cv.Chain(StreamingTranscriber("one two"), responder, Synthesizer()) as chain:
+        for event in chain.stream(tone(0.5)):
+            got.append(event)
+            if isinstance(event, cv.ReplyDelta) and event.text == "three. ":
+                seen.set()
+    assert seen.is_set() and got[-1].turn.reply.text == "One, two, three. Four."
+    assert sum(len(b) for b in batches) == len(got)
+    reply = [b for b in batches if "ReplyDelta" in b]
+    assert reply[0] == ["ReplyDelta"] * 3  # alone: handed over before the wait
 
 
 def test_synthesis_is_concurrent_but_bounded() -> None:

@@ -449,8 +449,15 @@ class _Core:
         return checked
 
     async def events(
-        self, audio: Audio | None, text: str | None, *, busy_grace: float = 0.0
+        self,
+        audio: Audio | None,
+        text: str | None,
+        *,
+        busy_grace: float = 0.0,
+        idle: Callable[[], None] | None = None,
     ) -> AsyncGenerator[Event, None]:
+        # ``idle``, if given, is called whenever the reply's events are all out and the
+        # stream is about to wait for more (the sync chain hands its batch over then).
         # An async stream left with a plain ``break`` is closed by the event loop a moment
         # later; a new turn waits that moment (``busy_grace``) before calling the chain busy.
         deadline = self.clock() + busy_grace
@@ -487,7 +494,7 @@ class _Core:
                 rec.user_text = text
             self.conversation = self.conversation.add("user", rec.user_text)
             committed_user = True
-            async with contextlib.aclosing(self._reply(self.conversation, rec)) as stream:
+            async with contextlib.aclosing(self._reply(self.conversation, rec, idle)) as stream:
                 async for ev in stream:
                     yield ev
             self.conversation = self.conversation.add("assistant", rec.reply_text)
@@ -591,7 +598,7 @@ class _Core:
             yield item
 
     async def _reply(
-        self, conversation: Conversation, rec: _TurnRecord
+        self, conversation: Conversation, rec: _TurnRecord, idle: Callable[[], None] | None
     ) -> AsyncGenerator[Event, None]:
         events: asyncio.Queue[Any] = asyncio.Queue()
         state = _ReplyState()
@@ -724,6 +731,8 @@ class _Core:
         pending = len(tasks)
         try:
             while pending:
+                if idle is not None and events.empty():
+                    idle()
                 ev = await events.get()
                 if not isinstance(ev, _TaskDone):
                     yield ev
@@ -742,6 +751,8 @@ class _Core:
                 for piece in state.pieces:
                     if piece.task is not None:
                         piece.task.cancel()
+            if idle is not None:
+                idle()  # the last events go before the tasks are wound down
             if state.synth_failed is not None:
                 exc = state.synth_failed
                 raise self._fail("synthesize", exc, rec) from exc
@@ -1014,17 +1025,25 @@ class Chain(_ChainBase):
         async def pump() -> None:
             # The events of one step of the loop cross to this thread together: one
             # wake-up of the listener's thread for a burst (e.g. text read in one go).
+            # While the reply runs, the core says when its events are all out (``idle``);
+            # before, a batch goes at the loop's next step.
             loop = asyncio.get_running_loop()
             batch: list[Event] = []
+            told = False
 
             def flush() -> None:
                 if batch:
                     out.put((0, batch.copy()))
                     batch.clear()
 
+            def idle() -> None:
+                nonlocal told
+                told = True
+                flush()
+
             try:
-                async for event in core.events(audio, text):
-                    if not batch:
+                async for event in core.events(audio, text, idle=idle):
+                    if not batch and not told:
                         loop.call_soon(flush)
                     batch.append(event)
             except BaseException as exc:
