@@ -501,10 +501,11 @@ class _Pacer:
     A listener who plays from the first chunk has ``ahead`` seconds of audio in hand (under
     a chain, counting the earlier pieces of the reply too); once that is at least 0.3 s (or
     1.5 x ``gather``: :func:`chainvoice._pace.gather_lead`), waiting ``gather`` seconds
-    before the next read cannot leave them without audio. Under a chain, a later piece may
-    so wait even before its first read. A stream arriving faster than
-    :data:`_GATHER_MAX_RATE` times real time is never held: its reads are large anyway,
-    and waiting would only slow it down.
+    before the next read cannot leave them without audio. Under a chain, a later piece's
+    very first read may wait too, on the earlier pieces' audio alone. A stream arriving
+    faster than :data:`_GATHER_MAX_RATE` times real time (judged once it has ``lead``
+    seconds of audio of its own) is never held: its reads are large anyway, and waiting
+    would only slow it down.
     """
 
     def __init__(self, gather: float) -> None:
