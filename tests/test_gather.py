@@ -37,7 +37,7 @@ import pytest
 
 import chainvoice as cv
 from chainvoice import _chain, _pace
-from chainvoice._pace import AHEAD, ahead, gather_hold, gather_lead
+from chainvoice._pace import AHEAD, ahead, gather_hold, gather_lead, hold_needs, next_tick
 from chainvoice.openai import (
     AsyncOpenAIResponder,
     AsyncOpenAISynthesizer,
@@ -591,13 +591,14 @@ def test_synthesizer_under_a_chain_counts_the_earlier_sentences(
     assert [r.endpoint for r in fake.requests] == ["responses", "speech", "speech"]
     assert turn.reply.audio is not None
     assert turn.reply.audio.duration == pytest.approx(0.06 * len(FIRST + SECOND), abs=0.05)
-    lead = gather_lead(DEFAULT_GATHER)
+    margin = gather_lead(DEFAULT_GATHER) - DEFAULT_GATHER
     held = [figure for answer, figure in seen if answer > 0]
     assert held, seen[-10:]
     assert set(answer for answer, _ in seen) == {0.0, DEFAULT_GATHER}
-    # Each hold came with the chain's figure over the lead: at real time, the stream's
-    # own lead (audio received minus time since its first chunk) never gets there.
-    assert min(held) >= lead
+    # Each hold came with the chain's figure over the wait for the next tick plus the
+    # margin: at real time, the stream's own lead (audio received minus time since its
+    # first chunk) never gets there.
+    assert min(held) >= margin
 
 
 def test_speech_cut_during_a_hold_is_a_stream_interrupted_error(
@@ -658,27 +659,6 @@ def test_gather_lead_is_a_floor_or_a_multiple_of_gather() -> None:
     assert _pace.CHARACTERS_PER_SECOND == 15
 
 
-def test_gather_hold_answers_gather_only_with_enough_in_hand() -> None:
-    for gather in (0.1, 0.2, 0.4, 1.0):
-        hold = gather_hold(gather)
-        lead = gather_lead(gather)
-        assert hold() == 0.0  # outside a chain, whatever the lead
-        assert run_with_ahead(lambda lead=lead: lead + 0.1, hold) == gather
-        assert run_with_ahead(lambda lead=lead: lead, hold) == gather  # the lead is enough
-        assert run_with_ahead(lambda lead=lead: lead - 0.01, hold) == 0.0
-        assert run_with_ahead(lambda: -1.0, hold) == 0.0
-        assert run_with_ahead(lambda: 0.0, hold) == 0.0
-    assert run_with_ahead(lambda: 0.6, gather_hold(0.2)) == 0.2  # the brief's example
-
-
-def test_gather_hold_asks_the_figure_each_time() -> None:
-    lead = gather_lead(0.2)
-    figures = iter([0.0, lead + 1, lead - 0.05, 5.0])
-    hold = gather_hold(0.2)
-    got = run_with_ahead(lambda: next(figures), lambda: [hold() for _ in range(4)])
-    assert got == [0.0, 0.2, 0.0, 0.2]
-
-
 class Clock:
     def __init__(self) -> None:
         self.now = 100.0
@@ -686,12 +666,83 @@ class Clock:
     def monotonic(self) -> float:
         return self.now
 
+    def after_tick(self, gather: float, later: float = 0.0, by: float = 0.001) -> None:
+        """Set so that ``later`` seconds from now it is ``by`` past a tick of ``gather``."""
+        self.now = 500 * gather + by - later
+
+    def before_tick(self, gather: float, by: float) -> None:
+        """Set to ``by`` seconds before a tick of ``gather``."""
+        self.now = 501 * gather - by
+
 
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     fake = Clock()
     monkeypatch.setattr(_synthesizer, "time", types.SimpleNamespace(monotonic=fake.monotonic))
+    monkeypatch.setattr(_pace, "time", types.SimpleNamespace(monotonic=fake.monotonic))
     return fake
+
+
+@pytest.mark.parametrize("gather", [0.05, 0.1, 0.2, 0.5, 1.0])
+def test_next_tick_is_the_next_multiple_of_gather(gather: float) -> None:
+    for now in (0.0, 0.3 * gather, 17.0 + 0.999 * gather, 12345.678):
+        tick = next_tick(gather, now)
+        assert now < tick <= now + gather + 1e-9
+        assert tick / gather == pytest.approx(round(tick / gather), abs=1e-6)
+    # Reads held a little apart resume together.
+    assert next_tick(gather, 50 * gather + 0.01 * gather) == next_tick(
+        gather, 50 * gather + 0.9 * gather
+    )
+
+
+@pytest.mark.parametrize("gather", [0.1, 0.2, 0.5, 1.0])
+def test_hold_needs_the_wait_for_the_next_tick_plus_a_margin(gather: float) -> None:
+    lead = gather_lead(gather)
+    margin = lead - gather
+    assert margin > 0.05
+    # Right after a tick the next is ``gather`` away: the whole lead.
+    assert hold_needs(gather, 500 * gather + 1e-4) == pytest.approx(lead - 1e-4, abs=1e-6)
+    # Half-way: half of ``gather`` plus the margin; just before a tick: the margin.
+    assert hold_needs(gather, 500.5 * gather) == pytest.approx(margin + gather / 2, abs=1e-6)
+    assert hold_needs(gather, 501 * gather - 0.01) == pytest.approx(margin + 0.01, abs=1e-6)
+    # Never more than the lead: a hold is never asked more of than before ticks were known.
+    for k in range(50):
+        now = 321.0 + k * gather / 7
+        assert margin < hold_needs(gather, now) <= lead + 1e-9
+        # What is in hand when the held read resumes is at least the margin.
+        assert hold_needs(gather, now) - (next_tick(gather, now) - now) == pytest.approx(margin)
+
+
+def test_gather_hold_answers_gather_only_with_enough_in_hand(clock: Clock) -> None:
+    for gather in (0.1, 0.2, 0.4, 1.0):
+        hold = gather_hold(gather)
+        lead = gather_lead(gather)
+        margin = lead - gather
+        clock.after_tick(gather)  # the next tick is ``gather`` away: the lead is needed
+        assert hold() == 0.0  # outside a chain, whatever the lead
+        assert run_with_ahead(lambda lead=lead: lead + 0.1, hold) == gather
+        assert run_with_ahead(lambda lead=lead: lead, hold) == gather  # the lead is enough
+        assert run_with_ahead(lambda lead=lead: lead - 0.01, hold) == 0.0
+        assert run_with_ahead(lambda: -1.0, hold) == 0.0
+        assert run_with_ahead(lambda: 0.0, hold) == 0.0
+        clock.before_tick(gather, 0.02)  # the next tick is 20 ms away: the margin and that
+        assert run_with_ahead(lambda margin=margin: margin + 0.03, hold) == gather
+        assert run_with_ahead(lambda margin=margin: margin + 0.01, hold) == 0.0
+        assert hold() == 0.0
+    clock.after_tick(0.2)
+    assert run_with_ahead(lambda: 0.6, gather_hold(0.2)) == 0.2  # the brief's example
+
+
+def test_gather_hold_asks_the_figure_and_the_clock_each_time(clock: Clock) -> None:
+    lead = gather_lead(0.2)
+    clock.after_tick(0.2)
+    figures = iter([0.0, lead + 1, lead - 0.05, 5.0])
+    hold = gather_hold(0.2)
+    got = run_with_ahead(lambda: next(figures), lambda: [hold() for _ in range(4)])
+    assert got == [0.0, 0.2, 0.0, 0.2]
+    clock.before_tick(0.2, 0.1)  # half-way: the margin (0.1 s) and the wait (0.1 s)
+    assert run_with_ahead(lambda: lead - 0.05, hold) == 0.2
+    assert run_with_ahead(lambda: 0.19, hold) == 0.0
 
 
 def audio(seconds: float) -> cv.Audio:
@@ -711,16 +762,55 @@ def test_pacer_holds_once_its_own_lead_is_reached(
     clock: Clock, gather: float, speed: float
 ) -> None:
     lead = gather_lead(gather)
-    # Ahead by (speed - 1) * elapsed: just under the lead, then just over it.
+    # Ahead by (speed - 1) * elapsed: just under the lead, then just over it, asked right
+    # after a tick (the next one ``gather`` away: the whole lead is needed).
     under = _synthesizer._Pacer(gather)
     assert under.hold() == 0.0  # nothing read yet
-    stream(under, clock, (lead - 0.03) / (speed - 1), speed)
+    elapsed = (lead - 0.03) / (speed - 1)
+    clock.after_tick(gather, later=elapsed)
+    stream(under, clock, elapsed, speed)
     assert under.hold() == 0.0
     over = _synthesizer._Pacer(gather)
-    stream(over, clock, (lead + 0.03) / (speed - 1), speed)
+    elapsed = (lead + 0.03) / (speed - 1)
+    clock.after_tick(gather, later=elapsed)
+    stream(over, clock, elapsed, speed)
     assert over.hold() == gather
     clock.now += lead + 0.1  # nothing more arrived: the audio in hand ran out
     assert over.hold() == 0.0
+
+
+@pytest.mark.parametrize("gather", [0.1, 0.2, 0.5])
+def test_pacer_needs_less_in_hand_the_nearer_the_next_tick(clock: Clock, gather: float) -> None:
+    """A held read resumes on the next tick: near one, the margin and the wait suffice."""
+    margin = gather_lead(gather) - gather
+    in_hand = margin + 0.05
+    clock.before_tick(gather, 0.04)
+    assert run_with_ahead(lambda: in_hand, _synthesizer._Pacer(gather).hold) == gather
+    clock.after_tick(gather)
+    assert run_with_ahead(lambda: in_hand, _synthesizer._Pacer(gather).hold) == 0.0
+    # Its own lead alike, once it has a lead of its own (``lead`` seconds of audio and more).
+    own = _synthesizer._Pacer(gather)
+    lead = gather_lead(gather)
+    elapsed = lead + 0.01 - in_hand
+    clock.after_tick(gather, later=elapsed)
+    own.add([audio(lead + 0.01)])
+    clock.now += elapsed  # ahead by in_hand
+    assert own.hold() == 0.0  # right after a tick
+    clock.before_tick(gather, 0.04)
+    own.start = clock.now - elapsed
+    assert own.hold() == gather
+
+
+def test_pacer_does_not_count_its_own_lead_before_judging_its_speed(clock: Clock) -> None:
+    """Under its own lead of audio a stream may still prove faster than 8x real time: its
+    own audio holds it only once it is known not to be."""
+    clock.before_tick(0.2, 0.01)  # the margin and 10 ms in hand would do
+    pacer = _synthesizer._Pacer(0.2)
+    pacer.add([audio(0.1)])
+    clock.now += 0.005
+    pacer.add([audio(0.1)])  # 0.2 s in 5 ms: not yet judged
+    assert pacer.hold() == 0.0
+    assert run_with_ahead(lambda: 0.2, pacer.hold) == 0.2  # the chain's figure counts
 
 
 def test_pacer_counts_what_the_chain_has_in_hand(clock: Clock) -> None:

@@ -10,6 +10,8 @@ the listener hears.
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Callable
 from contextvars import ContextVar
 
@@ -20,6 +22,8 @@ __all__ = [
     "ahead",
     "gather_hold",
     "gather_lead",
+    "hold_needs",
+    "next_tick",
 ]
 
 #: Inside a chain's responder task, or its synthesis of one piece: a function giving the
@@ -48,15 +52,34 @@ def gather_lead(gather: float) -> float:
     return max(GATHER_LEAD, 1.5 * gather)
 
 
+def next_tick(period: float, now: float) -> float:
+    """The first multiple of ``period`` seconds after ``now`` on the monotonic clock.
+
+    A read held for ``period`` resumes then (reads held alike resume together).
+    """
+    tick = math.floor(now / period + 1.0) * period
+    return tick if tick > now else tick + period  # ``now`` on a tick, give or take a bit
+
+
+def hold_needs(gather: float, now: float) -> float:
+    """Speech in hand, in seconds, from which a read at ``now`` may be held ``gather``.
+
+    The held read resumes at the next tick (:func:`next_tick`), at most ``gather`` away;
+    the speech in hand must outlast that wait by the margin a full hold has under
+    :func:`gather_lead`. Right after a tick that is the lead itself; just before one, the
+    margin alone.
+    """
+    return gather_lead(gather) - gather + (next_tick(gather, now) - now)
+
+
 def gather_hold(gather: float) -> Callable[[], float]:
     """A ``hold`` for a body read under a chain (see ``body_chunks``).
 
-    It answers ``gather`` seconds while the listener has enough speech in hand
-    (:func:`gather_lead`), else 0; always 0 outside a chain.
+    It answers ``gather`` seconds while the listener has enough speech in hand to wait
+    for the next tick (:func:`hold_needs`), else 0; always 0 outside a chain.
     """
-    lead = gather_lead(gather)
 
     def hold() -> float:
-        return gather if ahead() >= lead else 0.0
+        return gather if ahead() >= hold_needs(gather, time.monotonic()) else 0.0
 
     return hold

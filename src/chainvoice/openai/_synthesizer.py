@@ -27,7 +27,7 @@ from chainvoice._errors import (
     ServerError,
     StreamInterruptedError,
 )
-from chainvoice._pace import ahead, gather_lead
+from chainvoice._pace import ahead, gather_lead, hold_needs
 from chainvoice._types import Usage
 from chainvoice.openai._client import ClientSettings
 from chainvoice.openai._common import (
@@ -499,13 +499,15 @@ class _Pacer:
     """How long a read may wait, from how far the audio read is ahead of real time.
 
     A listener who plays from the first chunk has ``ahead`` seconds of audio in hand (under
-    a chain, counting the earlier pieces of the reply too); once that is at least 0.3 s (or
-    1.5 x ``gather``: :func:`chainvoice._pace.gather_lead`), waiting ``gather`` seconds
-    before the next read cannot leave them without audio. Under a chain, a later piece's
-    very first read may wait too, on the earlier pieces' audio alone. A stream arriving
-    faster than :data:`_GATHER_MAX_RATE` times real time (judged once it has ``lead``
-    seconds of audio of its own) is never held: its reads are large anyway, and waiting
-    would only slow it down.
+    a chain, counting the earlier pieces of the reply too). A read may wait ``gather``
+    seconds (in fact until the next tick: :func:`chainvoice._pace.next_tick`) when that
+    cannot leave them without audio: when what is in hand outlasts the wait by a margin
+    (:func:`chainvoice._pace.hold_needs`; 0.3 s in hand right after a tick, 0.1 s just
+    before one, for the default 0.2 s). Under a chain, a later piece's very first read may
+    wait too, on the earlier pieces' audio alone. A stream arriving faster than
+    :data:`_GATHER_MAX_RATE` times real time (judged once it has ``lead`` seconds of audio
+    of its own: :func:`chainvoice._pace.gather_lead`) is never held: its reads are large
+    anyway, and waiting would only slow it down.
     """
 
     def __init__(self, gather: float) -> None:
@@ -523,19 +525,23 @@ class _Pacer:
 
     def hold(self) -> float:
         """Seconds the next read may wait: ``gather`` when far enough ahead, else 0."""
+        now = time.monotonic()
+        needs = hold_needs(self.gather, now)
         if self.start is None:  # nothing read yet: wait only on the earlier pieces' audio
-            if ahead() < self.lead:
+            if ahead() < needs:
                 return 0.0
-            self.start = time.monotonic()
+            self.start = now
             return self.gather
-        elapsed = time.monotonic() - self.start
-        # Fast: its reads are large anyway. (Judged once it has a lead of its own: right
-        # after a first read, any stream would look fast.)
-        if self.seconds >= self.lead and self.seconds > _GATHER_MAX_RATE * elapsed:
-            return 0.0
-        if max(self.seconds - elapsed, ahead()) >= self.lead:
-            return self.gather
-        return 0.0
+        in_hand = ahead()
+        # Its own lead counts once it is judged not too fast to hold (fast: its reads are
+        # large anyway). Judged once it has a lead of its own: right after a first read,
+        # any stream would look fast.
+        if self.seconds >= self.lead:
+            elapsed = now - self.start
+            if self.seconds > _GATHER_MAX_RATE * elapsed:
+                return 0.0
+            in_hand = max(in_hand, self.seconds - elapsed)
+        return self.gather if in_hand >= needs else 0.0
 
 
 class _Reading:

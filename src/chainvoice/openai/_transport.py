@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import math
 import os
 import ssl
 import threading
@@ -36,6 +35,7 @@ import weakref
 from collections.abc import AsyncIterator, Callable
 from typing import Any, cast
 
+from chainvoice._pace import next_tick
 from chainvoice.openai._httpx import httpx
 
 __all__ = [
@@ -363,7 +363,7 @@ class _Connection(asyncio.Protocol):
         transport = self.transport
         if transport is None or self.closed or transport.is_closing():
             return now
-        until = math.floor((now + seconds) / seconds) * seconds
+        until = next_tick(seconds, now)
         transport.pause_reading()
         if self._resume is not None:
             self._resume.cancel()
