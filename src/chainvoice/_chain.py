@@ -454,10 +454,11 @@ class _Core:
         text: str | None,
         *,
         busy_grace: float = 0.0,
-        idle: Callable[[], None] | None = None,
+        sink: Callable[[Event], None] | None = None,
     ) -> AsyncGenerator[Event, None]:
-        # ``idle``, if given, is called whenever the reply's events are all out and the
-        # stream is about to wait for more (the sync chain hands its batch over then).
+        # ``sink``, if given, is handed the reply's events (text deltas, audio chunks, the
+        # reply's end) in the task that makes them, in order, instead of their being
+        # yielded here: the sync chain batches them without a step of this generator each.
         # An async stream left with a plain ``break`` is closed by the event loop a moment
         # later; a new turn waits that moment (``busy_grace``) before calling the chain busy.
         deadline = self.clock() + busy_grace
@@ -494,7 +495,7 @@ class _Core:
                 rec.user_text = text
             self.conversation = self.conversation.add("user", rec.user_text)
             committed_user = True
-            async with contextlib.aclosing(self._reply(self.conversation, rec, idle)) as stream:
+            async with contextlib.aclosing(self._reply(self.conversation, rec, sink)) as stream:
                 async for ev in stream:
                     yield ev
             self.conversation = self.conversation.add("assistant", rec.reply_text)
@@ -598,9 +599,10 @@ class _Core:
             yield item
 
     async def _reply(
-        self, conversation: Conversation, rec: _TurnRecord, idle: Callable[[], None] | None
+        self, conversation: Conversation, rec: _TurnRecord, sink: Callable[[Event], None] | None
     ) -> AsyncGenerator[Event, None]:
         events: asyncio.Queue[Any] = asyncio.Queue()
+        emit: Callable[[Event], None] = events.put_nowait if sink is None else sink
         state = _ReplyState()
         speaking = self.synthesizer is not None
         limit = asyncio.Semaphore(self.max_concurrent_synthesis)
@@ -677,7 +679,7 @@ class _Core:
                         continue
                     rec.respond = _first(rec.respond, rec)
                     rec.reply_parts.append(item)
-                    events.put_nowait(ReplyDelta(item))
+                    emit(ReplyDelta(item))
                     if splitter is not None:
                         for piece in splitter.push(item):
                             add_piece(piece)
@@ -685,7 +687,7 @@ class _Core:
                 if splitter is not None:
                     for piece in splitter.flush():
                         add_piece(piece)
-                events.put_nowait(ReplyDone(rec.reply_text))
+                emit(ReplyDone(rec.reply_text))
             finally:
                 state.text_done = True
                 state.changed.set()
@@ -698,7 +700,7 @@ class _Core:
                     rec.synthesize = attrs.evolve(rec.synthesize, first_output=rec.first_audio)
             rec.audio_chunks.append(item)
             rec.spoken_end = piece.end
-            events.put_nowait(AudioChunk(item, piece.text, piece.index))
+            emit(AudioChunk(item, piece.text, piece.index))
 
         async def run_emitter() -> None:
             index = 0
@@ -731,8 +733,6 @@ class _Core:
         pending = len(tasks)
         try:
             while pending:
-                if idle is not None and events.empty():
-                    idle()
                 ev = await events.get()
                 if not isinstance(ev, _TaskDone):
                     yield ev
@@ -751,8 +751,6 @@ class _Core:
                 for piece in state.pieces:
                     if piece.task is not None:
                         piece.task.cancel()
-            if idle is not None:
-                idle()  # the last events go before the tasks are wound down
             if state.synth_failed is not None:
                 exc = state.synth_failed
                 raise self._fail("synthesize", exc, rec) from exc
@@ -1023,29 +1021,26 @@ class Chain(_ChainBase):
         core = self._core
 
         async def pump() -> None:
-            # The events of one step of the loop cross to this thread together: one
-            # wake-up of the listener's thread for a burst (e.g. text read in one go).
-            # While the reply runs, the core says when its events are all out (``idle``);
-            # before, a batch goes at the loop's next step.
+            # The events of one step of the loop cross to this thread together, at the
+            # loop's next step: one wake-up of the listener's thread for a burst (e.g. the
+            # audio of several speech streams read at one tick). The reply's events come
+            # straight from the tasks that make them (``sink``).
             loop = asyncio.get_running_loop()
             batch: list[Event] = []
-            told = False
 
             def flush() -> None:
                 if batch:
                     out.put((0, batch.copy()))
                     batch.clear()
 
-            def idle() -> None:
-                nonlocal told
-                told = True
-                flush()
+            def sink(event: Event) -> None:
+                if not batch:
+                    loop.call_soon(flush)
+                batch.append(event)
 
             try:
-                async for event in core.events(audio, text, idle=idle):
-                    if not batch and not told:
-                        loop.call_soon(flush)
-                    batch.append(event)
+                async for event in core.events(audio, text, sink=sink):
+                    sink(event)
             except BaseException as exc:
                 flush()
                 out.put((2, exc))
