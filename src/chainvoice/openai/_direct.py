@@ -38,6 +38,7 @@ _SENDERS: weakref.WeakKeyDictionary[Any, DirectSender] = weakref.WeakKeyDictiona
 _SDK_METHODS = ("_should_retry", "_calculate_retry_timeout", "_make_status_error_from_response")
 _SDK_ONLY = ("extra_headers", "extra_query", "extra_body", "timeout")
 _MAX_REDIRECTS = 20  # the SDK's HTTP client's
+_MADE_MAX = 32  # requests' parsed URLs and headers kept per sender
 
 
 def register(client: Any, http_client: Any, transport: LeanTransport) -> None:
@@ -101,6 +102,9 @@ class DirectSender:
         self._client = client
         self._transport = transport
         self._options_cls = options_cls
+        # The parsed URL and headers of the last requests, by what they are made of (the
+        # client's settings are still read at every request; parsing is done once).
+        self._made: dict[tuple[Any, ...], tuple[httpx.URL, httpx.Headers]] = {}
 
     def post(
         self,
@@ -149,17 +153,23 @@ class DirectSender:
             headers["Accept"] = accept
         if content_type is not None:
             headers["Content-Type"] = content_type
-        headers["X-Stainless-Retry-Count"] = str(retries)
+        base = str(client.base_url)
+        key = (base, path, *headers.items())
+        made = self._made.get(key)
+        if made is None:
+            if len(self._made) >= _MADE_MAX:
+                self._made.clear()
+            url = httpx.URL(base.rstrip("/") + "/" + path.lstrip("/"))
+            made = self._made[key] = (url, httpx.Headers(headers))
+        url, parsed = made
         timeout = client.timeout
         if not isinstance(timeout, httpx.Timeout):
             timeout = httpx.Timeout(timeout)
-        return httpx.Request(
-            "POST",
-            str(client.base_url).rstrip("/") + "/" + path.lstrip("/"),
-            headers=headers,
-            content=content,
-            extensions={"timeout": timeout.as_dict()},
+        request = httpx.Request(
+            "POST", url, headers=parsed, content=content, extensions={"timeout": timeout.as_dict()}
         )
+        request.headers["X-Stainless-Retry-Count"] = str(retries)
+        return request
 
 
 class DirectRequest:
