@@ -419,6 +419,54 @@ def test_concat_joins_in_order(parts: list[cv.Audio]) -> None:
         assert parts[0] + parts[1] == cv.Audio.concat(parts[:2])
 
 
+@given(st.lists(audio(max_duration=0.05, rates=[16000], channels=[2]), min_size=1, max_size=5))
+@FAST
+def test_joined_on_first_use_is_the_same_audio_as_concat(parts: list[cv.Audio]) -> None:
+    """A chain's whole reply audio is joined when its samples are first used; until then
+    its length, rate and channels are known, and after it is an Audio like any other."""
+    whole = cv.Audio.concat(parts)
+    lazy = _audio._Joined.of(parts)
+    if len(parts) == 1:
+        assert lazy is parts[0]
+        return
+    assert isinstance(lazy, cv.Audio)
+    assert (lazy.frames, lazy.channels, lazy.rate) == (whole.frames, 2, 16000)
+    assert lazy.duration == whole.duration and len(lazy) == len(whole)
+    assert repr(lazy) == repr(whole)
+    assert lazy._parts  # nothing joined yet
+    assert lazy == whole and whole == lazy
+    assert not lazy._parts  # joined once, the parts let go
+    assert lazy.samples.tobytes() == whole.samples.tobytes()
+    assert not lazy.samples.flags.writeable
+    assert lazy.samples is lazy.samples
+    assert lazy.frames == whole.frames and lazy.channels == 2
+
+
+def test_joined_audio_behaves_as_audio() -> None:
+    parts = [tone(440, 0.1, 16000), tone(660, 0.05, 16000)]
+    whole = cv.Audio.concat(parts)
+
+    def lazy() -> cv.Audio:
+        return _audio._Joined.of(parts)
+
+    restored = pickle.loads(pickle.dumps(lazy()))
+    assert type(restored) is cv.Audio and restored == whole
+    assert copy.deepcopy(lazy()) == whole
+    assert lazy()[0.02:0.1] == whole[0.02:0.1]
+    assert lazy().resample(8000) == whole.resample(8000)
+    assert lazy() + parts[0] == whole + parts[0]
+    assert lazy().to_wav() == whole.to_wav()
+    changed = attrs.evolve(lazy(), rate=8000)
+    assert changed.rate == 8000 and changed.frames == whole.frames
+    assert changed.samples.tobytes() == whole.samples.tobytes()
+    frozen = lazy()
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        frozen.samples = whole.samples  # type: ignore[misc]
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        frozen.rate = 8000  # type: ignore[misc]
+    assert frozen == whole
+
+
 def test_concat_errors() -> None:
     a = tone(440, 0.1, 16000)
     with pytest.raises(cv.EmptyAudioError, match="nothing"):

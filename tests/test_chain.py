@@ -243,6 +243,31 @@ def test_async_stages_under_sync_chain_and_sync_stages_under_async_chain() -> No
     assert turn.reply.audio is not None
 
 
+def test_whole_reply_audio_is_the_streamed_chunks_joined() -> None:
+    class Words:
+        """One chunk per word, each word's its own tone."""
+
+        def synthesize(self, text: str) -> Iterator[cv.Audio]:
+            for i, _ in enumerate(text.split()):
+                yield tone(0.01 * (i + 1)).gain(-i)
+
+    chain = cv.Chain(
+        Transcriber(),
+        Responder(),
+        Words(),
+        splitter=lambda: cv.SentenceSplitter(first_min_chars=5, min_chars=5),
+    )
+    events = list(chain.stream(tone(0.5)))
+    chunks = [e.audio for e in events if isinstance(e, cv.AudioChunk)]
+    turn = next(e.turn for e in events if isinstance(e, cv.TurnDone))
+    assert len(chunks) == 7
+    audio = turn.reply.audio
+    assert audio is not None and isinstance(audio, cv.Audio)
+    assert audio.frames == sum(c.frames for c in chunks)  # known before joining
+    assert audio == cv.Audio.concat(chunks)
+    assert repr(audio).startswith("Audio(duration=")
+
+
 def test_chain_works_inside_a_running_event_loop() -> None:
     async def notebook_cell() -> str:
         chain = cv.Chain(None, lambda c: "from inside a loop")

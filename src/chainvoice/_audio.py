@@ -8,7 +8,7 @@ import math
 import os
 from collections.abc import Iterable
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Final
+from typing import IO, TYPE_CHECKING, Any, Final, cast
 
 import attrs
 import numpy as np
@@ -768,3 +768,58 @@ class Audio:
         first = max(0, int(loud[0]) * size - pad_frames)
         last = min(self.frames, (int(loud[-1]) + 1) * size + pad_frames)
         return Audio._make(self.samples[first:last], self.rate)
+
+
+_SAMPLES: Any = Audio.__dict__["samples"]  # the slot that holds an Audio's samples
+
+
+class _Joined(Audio):
+    """Parts of audio (one rate and channel count) joined when the samples are first used.
+
+    A chain's whole reply audio is this: a listener who streamed the turn has had every
+    part already and may never need them joined. Otherwise it is an :class:`Audio` like
+    any other (equal, pickled and shown as one); its length is known without joining.
+    """
+
+    __slots__ = ("_parts",)
+    _parts: tuple[Audio, ...]
+
+    @classmethod
+    def of(cls, parts: list[Audio]) -> Audio:
+        """``parts`` joined (on first use); the caller checked that they match."""
+        if len(parts) == 1:
+            return parts[0]
+        inst = object.__new__(cls)
+        object.__setattr__(inst, "_parts", tuple(parts))
+        object.__setattr__(inst, "rate", parts[0].rate)
+        return inst
+
+    @property
+    def samples(self) -> Samples:
+        """Float32 samples shaped (frames, channels), read-only."""
+        try:
+            return cast("Samples", _SAMPLES.__get__(self, Audio))
+        except AttributeError:
+            pass
+        joined = np.concatenate([part.samples for part in self._parts])
+        joined.setflags(write=False)
+        _SAMPLES.__set__(self, joined)
+        object.__setattr__(self, "_parts", ())
+        return joined
+
+    @samples.setter
+    def samples(self, value: Samples) -> None:  # attrs's __init__ (attrs.evolve) sets it
+        _SAMPLES.__set__(self, value)
+        object.__setattr__(self, "_parts", ())
+
+    @property
+    def frames(self) -> int:
+        """Number of frames (samples per channel)."""
+        parts = self._parts
+        return sum(part.frames for part in parts) if parts else int(self.samples.shape[0])
+
+    @property
+    def channels(self) -> int:
+        """Number of channels."""
+        parts = self._parts
+        return parts[0].channels if parts else int(self.samples.shape[1])

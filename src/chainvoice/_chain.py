@@ -31,7 +31,7 @@ from typing import Any, Protocol, TypeVar
 
 import attrs
 
-from chainvoice._audio import Audio
+from chainvoice._audio import Audio, _Joined
 from chainvoice._errors import (
     ChainBusyError,
     ChainClosedError,
@@ -248,7 +248,7 @@ def _join_audio(chunks: list[Audio]) -> Audio | None:
         else _conform(c, first.rate, first.channels)
         for c in chunks
     ]
-    return Audio.concat(same)
+    return _Joined.of(same)  # joined when first used: a streaming listener has the parts
 
 
 def _conform(chunk: Audio, rate: int, channels: int) -> Audio:

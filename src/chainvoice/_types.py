@@ -365,7 +365,9 @@ class Reply:
     Attributes:
         text: The whole reply text (as far as it was produced).
         audio: All reply audio joined, or ``None`` when the chain has no synthesizer or
-            no audio was produced.
+            no audio was produced. A chain's turn joins its chunks when the samples are
+            first used (its length is known before), so a listener who streamed the turn
+            does not pay for a copy it never reads.
     """
 
     text: str = ""
