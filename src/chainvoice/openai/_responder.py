@@ -378,7 +378,8 @@ class OpenAIResponder(_ResponderBase):
             model's own default.
         store: Let OpenAI store the response (off by default: the conversation lives here).
         gather: Under a chain that speaks, seconds a network read of the reply may wait
-            once the listener has speech in hand (0.3 s, or 1.5 x ``gather``: the audio
+            (until the next multiple of ``gather``) once the listener has speech in hand
+            to outlast the wait by a margin (as for the synthesizer; counting the audio
             received, and the sentences sent to speech at about 15 characters a second),
             so that the rest of the reply arrives in fewer, larger reads, at less CPU. The
             sentences after it are needed only later, so the listener hears no gap; text

@@ -690,15 +690,16 @@ class OpenAISynthesizer(_SynthesizerBase):
             report token usage).
         pcm_rate: Sample rate of raw PCM when the server does not say (OpenAI: 24000).
         chunk_size: Bytes per network read; ``None`` passes data on as it arrives.
-        gather: Seconds a network read may wait once the listener has audio in hand (at
-            least 0.3 s, or 1.5 x ``gather``, more audio received than time since the first
-            chunk; under a chain, the earlier sentences count too), so that speech arriving
-            faster than real time comes in fewer, larger chunks, at less CPU. A listener
-            playing from the first chunk never runs out; the last chunk comes at most
-            ``gather`` later. ``0`` passes every read on at once. Streams arriving over 8x
-            real time are never held. Used by the async synthesizer on the HTTP transport
-            chainvoice builds itself (see "The HTTP transport" in the docs), with
-            ``chunk_size=None``.
+        gather: Seconds a network read may wait (until the next multiple of ``gather`` on
+            the monotonic clock) once the listener has audio in hand to outlast the wait by
+            a margin (the larger of 0.3 s and 1.5 x ``gather``, less ``gather``): audio
+            received minus time since the first chunk; under a chain, the earlier sentences
+            count too. Speech arriving faster than real time so comes in fewer, larger
+            chunks, at less CPU. A listener playing from the first chunk never runs out;
+            the last chunk comes at most ``gather`` later. ``0`` passes every read on at
+            once. Streams arriving over 8x real time are never held. Used by the async
+            synthesizer on the HTTP transport chainvoice builds itself (see "The HTTP
+            transport" in the docs), with ``chunk_size=None``.
         extra_body: More JSON fields to send, for parameters chainvoice does not name.
         prices: Prices by model name that win over :data:`chainvoice.openai.PRICES`.
         client: A ready ``OpenAI`` client (shared by the stages of a chain).
