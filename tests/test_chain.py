@@ -603,6 +603,43 @@ def test_failed_synthesis_keeps_the_whole_reply_text() -> None:
     assert err.partial.transcript is not None
 
 
+@pytest.mark.parametrize("face", ["sync", "async"])
+def test_failed_synthesis_in_a_stream_hands_over_everything_before_the_error(face: str) -> None:
+    """The reply's text and the first piece's audio reach the caller, in order, then the
+    error, whose partial turn holds the same."""
+
+    def chain_parts() -> tuple[Any, ...]:
+        return (
+            Transcriber(),
+            Responder("It is noon, time for lunch. ", "Have a nice day."),
+            Synthesizer(fail_on="nice"),
+        )
+
+    seen: list[cv.Event] = []
+    if face == "sync":
+        with pytest.raises(cv.StageError) as info:
+            for event in cv.Chain(*chain_parts()).stream(tone()):
+                seen.append(event)
+    else:
+
+        async def main() -> None:
+            async for event in cv.AsyncChain(*chain_parts()).stream(tone()):
+                seen.append(event)
+
+        with pytest.raises(cv.StageError) as info:
+            asyncio.run(main())
+    err = info.value
+    assert err.stage == "synthesize" and err.partial is not None
+    text = "".join(e.text for e in seen if isinstance(e, cv.ReplyDelta))
+    assert text == err.partial.reply.text == "It is noon, time for lunch. Have a nice day."
+    chunks = [e for e in seen if isinstance(e, cv.AudioChunk)]
+    assert [(c.text, c.piece) for c in chunks] == [("It is noon, time for lunch.", 0)] * 6
+    assert err.partial.reply.audio == cv.Audio.concat([c.audio for c in chunks])
+    kinds_seen = kinds(seen)
+    assert kinds_seen[0] == "TranscriptDone" and "TurnDone" not in kinds_seen
+    assert kinds_seen.index("AudioChunk") > kinds_seen.index("ReplyDelta")
+
+
 def test_failed_synthesis_under_async_chain() -> None:
     async def main() -> None:
         chain = cv.AsyncChain(None, Responder("Boom. "), Synthesizer(fail_on="Boom"))
