@@ -608,7 +608,7 @@ def test_failed_synthesis_in_a_stream_hands_over_everything_before_the_error(fac
     """The reply's text and the first piece's audio reach the caller, in order, then the
     error, whose partial turn holds the same."""
 
-    def chain_parts() -> tuple[Any, ...]:
+    def chain_parts() -> tuple[object, ...]:
         return (
             Transcriber(),
             Responder("It is noon, time for lunch. ", "Have a nice day."),
